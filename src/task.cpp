@@ -1,0 +1,154 @@
+// The public coroutine core: frame allocation, sleep, yield, spawn, shutdown_signal.
+#include <array>
+#include <cstdlib>
+
+#include "loop.hpp"
+#include "natbus/error.hpp"
+#include "natbus/task.hpp"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NATBUS_NO_FRAME_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define NATBUS_NO_FRAME_POOL 1
+#endif
+#endif
+
+namespace natbus {
+namespace detail {
+
+namespace {
+
+// Per-thread free lists of coroutine frames in 64-byte size classes up to 2 KiB. A handler
+// coroutine per message would otherwise cost a malloc/free pair each; recycled frames cost a
+// pointer swap. Each list keeps at most kMaxCached frames, so the cache is bounded.
+constexpr std::size_t kGranule = 64;
+constexpr std::size_t kClasses = 32;  // up to 2048 bytes
+constexpr std::size_t kMaxCached = 256;
+
+struct FreeNode {
+  FreeNode* next;
+};
+
+class FramePool {
+ public:
+  FramePool() = default;
+  FramePool(const FramePool&) = delete;
+  FramePool& operator=(const FramePool&) = delete;
+  ~FramePool() {
+    for (auto& head : heads_) {
+      while (head != nullptr) {
+        FreeNode* n = head;
+        head = head->next;
+        ::operator delete(n);
+      }
+    }
+  }
+  void* alloc(std::size_t size) {
+    const std::size_t c = (size + kGranule - 1) / kGranule;
+    if (c < kClasses && heads_[c] != nullptr) {
+      FreeNode* n = heads_[c];
+      heads_[c] = n->next;
+      --counts_[c];
+      return n;
+    }
+    return ::operator new(c < kClasses ? c * kGranule : size);
+  }
+  void free(void* p, std::size_t size) noexcept {
+    const std::size_t c = (size + kGranule - 1) / kGranule;
+    if (c < kClasses && counts_[c] < kMaxCached) {
+      auto* n = static_cast<FreeNode*>(p);
+      n->next = heads_[c];
+      heads_[c] = n;
+      ++counts_[c];
+      return;
+    }
+    ::operator delete(p);
+  }
+
+ private:
+  std::array<FreeNode*, kClasses> heads_{};
+  std::array<std::size_t, kClasses> counts_{};
+};
+
+#ifndef NATBUS_NO_FRAME_POOL
+FramePool& pool() {
+  thread_local FramePool p;
+  return p;
+}
+#endif
+
+}  // namespace
+
+void* frame_alloc(std::size_t size) {
+#ifdef NATBUS_NO_FRAME_POOL
+  return ::operator new(size);
+#else
+  return pool().alloc(size);
+#endif
+}
+
+void frame_free(void* ptr, std::size_t size) noexcept {
+#ifdef NATBUS_NO_FRAME_POOL
+  (void)size;
+  ::operator delete(ptr);
+#else
+  pool().free(ptr, size);
+#endif
+}
+
+bool TimerAwaiter::await_ready() const noexcept { return false; }
+
+void TimerAwaiter::await_suspend(std::coroutine_handle<> h) {
+  Loop& l = Loop::require("natbus::sleep");
+  loop = &l;
+  const TimerKey key = l.add_timer(deadline, h);
+  timer_id = key.id;
+}
+
+TimerAwaiter::~TimerAwaiter() {
+  // Still registered: the coroutine was destroyed while sleeping.
+  if (timer_id != 0 && loop != nullptr && Loop::current() == loop) {
+    static_cast<Loop*>(loop)->cancel_timer(TimerKey{deadline, timer_id});
+  }
+}
+
+namespace {
+class SignalAwaiter {
+ public:
+  SignalAwaiter() = default;
+  SignalAwaiter(const SignalAwaiter&) = delete;
+  SignalAwaiter& operator=(const SignalAwaiter&) = delete;
+  ~SignalAwaiter() {
+    if (loop_ != nullptr && signo_ == 0 && Loop::current() == loop_) loop_->cancel_signal_wait(handle_);
+  }
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    loop_ = &Loop::require("natbus::shutdown_signal");
+    handle_ = h;
+    loop_->wait_signal(h, &signo_);
+  }
+  [[nodiscard]] int await_resume() const noexcept { return signo_; }
+
+ private:
+  Loop* loop_ = nullptr;
+  std::coroutine_handle<> handle_{};
+  int signo_ = 0;
+};
+}  // namespace
+
+}  // namespace detail
+
+detail::TimerAwaiter sleep(std::chrono::nanoseconds d) { return detail::TimerAwaiter(std::chrono::steady_clock::now() + d); }
+
+detail::TimerAwaiter sleep_until(std::chrono::steady_clock::time_point deadline) { return detail::TimerAwaiter(deadline); }
+
+void detail::YieldAwaiter::await_suspend(std::coroutine_handle<> h) const { Loop::require("natbus::yield").schedule(h); }
+
+detail::YieldAwaiter yield() noexcept { return {}; }
+
+Task<int> shutdown_signal() { co_return co_await detail::SignalAwaiter{}; }
+
+void spawn(Task<void> task) { detail::Loop::require("natbus::spawn").spawn(std::move(task)); }
+
+}  // namespace natbus
