@@ -1,0 +1,336 @@
+// NatsBus: the connection to NATS JetStream, publishing and consuming as coroutines.
+//
+//   natbus::Task<void> service() {
+//     natbus::NatsBus bus{cfg};
+//     co_await bus.connect();
+//     auto push = co_await bus.push_subscribe("test.stream", on_push, {.durable = "orders_push"});
+//     auto msg = natbus::BusMessage::from_json("test.stream", {{"hello", "world"}});
+//     natbus::PubAck ack = co_await bus.publish(std::move(msg));
+//     co_await natbus::shutdown_signal();
+//     co_await bus.close();   // drains in-flight handlers and acks
+//   }
+//
+// Everything here must be used from coroutines running under natbus::run(), on its thread.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "natbus/config.hpp"
+#include "natbus/error.hpp"
+#include "natbus/message.hpp"
+#include "natbus/options.hpp"
+#include "natbus/task.hpp"
+
+namespace natbus {
+
+/// The server's acknowledgement of a JetStream publish.
+struct PubAck {
+  std::string stream{};
+  std::uint64_t sequence = 0;
+  /// True when the server (Nats-Msg-Id) or natbus (dedupe_window) recognized a duplicate and
+  /// did not store the message again.
+  bool duplicate = false;
+  std::string domain{};
+};
+
+namespace detail {
+class BusCore;
+class SubCore;
+class PullCore;
+struct PubSlot;
+
+/// Type-erased message handler; the callable lives as long as the subscription and every
+/// handler coroutine it started.
+class HandlerBase {
+ public:
+  virtual ~HandlerBase() = default;
+  virtual Task<void> invoke(ReceivedMessage msg) = 0;
+
+ protected:
+  HandlerBase() = default;
+  HandlerBase(const HandlerBase&) = default;
+  HandlerBase& operator=(const HandlerBase&) = default;
+};
+
+template <class H>
+class HandlerImpl final : public HandlerBase {
+ public:
+  explicit HandlerImpl(H h) : handler_(std::move(h)) {}
+  Task<void> invoke(ReceivedMessage msg) override { return std::invoke(handler_, std::move(msg)); }
+
+ private:
+  H handler_;
+};
+
+// GCC before 13 destroys a lambda closure that is a temporary inside a co_await expression
+// twice (silent heap corruption). A handler passed as an rvalue with a non-trivial destructor is
+// exactly that pattern, so it is rejected at compile time there; bind the lambda to a variable.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+inline constexpr bool kRejectOwningTemporaryHandlers = true;
+#else
+inline constexpr bool kRejectOwningTemporaryHandlers = false;
+#endif
+
+template <class H>
+std::unique_ptr<HandlerBase> make_handler(H&& h) {
+  using D = std::decay_t<H>;
+  static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
+                "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
+                "`auto on_msg = [...](natbus::ReceivedMessage m) -> natbus::Task<void> {...};` then pass `on_msg` "
+                "(natbus copies it). See README, 'Compiler notes'.");
+  return std::make_unique<HandlerImpl<D>>(std::forward<H>(h));
+}
+}  // namespace detail
+
+/// A callable taking a ReceivedMessage and returning Task<void>.
+template <class H>
+concept MessageHandler = std::invocable < std::decay_t<H>
+&, ReceivedMessage > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage>, Task<void>>;
+
+/// The PubAck of a publish_async(), to be awaited later (once). Move-only.
+class [[nodiscard]] PublishFuture {
+ public:
+  PublishFuture() noexcept = default;
+  explicit PublishFuture(detail::PubSlot* slot) noexcept : slot_(slot) {}
+  PublishFuture(PublishFuture&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  PublishFuture& operator=(PublishFuture&& other) noexcept;
+  PublishFuture(const PublishFuture&) = delete;
+  PublishFuture& operator=(const PublishFuture&) = delete;
+  ~PublishFuture();
+
+  /// True once the PubAck (or the error) has arrived.
+  [[nodiscard]] bool ready() const noexcept;
+  [[nodiscard]] bool valid() const noexcept { return slot_ != nullptr; }
+
+  class Awaiter {
+   public:
+    explicit Awaiter(detail::PubSlot* slot) noexcept : slot_(slot) {}
+    Awaiter(const Awaiter&) = delete;
+    Awaiter& operator=(const Awaiter&) = delete;
+    ~Awaiter();
+    [[nodiscard]] bool await_ready() const noexcept;
+    void await_suspend(std::coroutine_handle<> h) noexcept;
+    PubAck await_resume();
+
+   private:
+    detail::PubSlot* slot_;
+    bool suspended_ = false;
+  };
+  /// `PubAck ack = co_await future;` Throws the publish's error (TimeoutError, NoStreamError, ...).
+  Awaiter operator co_await() && noexcept { return Awaiter(std::exchange(slot_, nullptr)); }
+  Awaiter operator co_await() & noexcept { return Awaiter(std::exchange(slot_, nullptr)); }
+
+ private:
+  detail::PubSlot* slot_ = nullptr;
+};
+
+/// A live subscription. Destroying it (or close()) stops delivery; it never deletes a durable.
+/// Handlers already running finish on their own. Move-only.
+class Subscription {
+ public:
+  Subscription() noexcept = default;
+  explicit Subscription(detail::SubCore* core) noexcept;
+  Subscription(Subscription&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+  Subscription& operator=(Subscription&& other) noexcept;
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  ~Subscription();
+
+  /// Stops delivery now: no handler starts after this returns; messages received but not
+  /// started are nak'ed so that they are redelivered at once.
+  void unsubscribe() noexcept;
+  /// unsubscribe(), then waits until the handlers this subscription started have finished.
+  Task<void> close();
+
+  [[nodiscard]] bool active() const noexcept;
+  [[nodiscard]] std::string_view subject() const noexcept;
+  [[nodiscard]] std::string_view stream() const noexcept;
+  [[nodiscard]] std::string_view durable() const noexcept;
+  [[nodiscard]] std::string_view queue() const noexcept;
+  /// Messages handed to handlers so far.
+  [[nodiscard]] std::uint64_t delivered() const noexcept;
+
+ private:
+  detail::SubCore* core_ = nullptr;
+};
+
+/// A pull consumer without a handler: fetch messages when you want them.
+///   auto sub = co_await bus.pull_subscribe("orders.*", {.durable = "orders_pull"});
+///   for (auto& m : co_await sub.fetch(10, 2s)) { ...; co_await m.ack(); }
+class PullSubscription {
+ public:
+  PullSubscription() noexcept = default;
+  explicit PullSubscription(detail::PullCore* core) noexcept;
+  PullSubscription(PullSubscription&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+  PullSubscription& operator=(PullSubscription&& other) noexcept;
+  PullSubscription(const PullSubscription&) = delete;
+  PullSubscription& operator=(const PullSubscription&) = delete;
+  ~PullSubscription();
+
+  /// Up to `batch` messages; returns what arrived within `timeout` (maybe none). Fetches on
+  /// one subscription run one after the other.
+  Task<std::vector<ReceivedMessage>> fetch(int batch, std::chrono::milliseconds timeout);
+  /// Up to `batch` messages that are available right now (returns at once, maybe empty).
+  Task<std::vector<ReceivedMessage>> fetch_no_wait(int batch);
+  /// Stops the subscription (the durable stays).
+  void unsubscribe() noexcept;
+  Task<void> close();
+
+  [[nodiscard]] bool active() const noexcept;
+  [[nodiscard]] std::string_view stream() const noexcept;
+  [[nodiscard]] std::string_view durable() const noexcept;
+
+ private:
+  detail::PullCore* core_ = nullptr;
+};
+
+/// Stream state as the server reports it.
+struct StreamInfo {
+  std::string name{};
+  std::vector<std::string> subjects{};
+  StorageType storage = StorageType::file;
+  int replicas = 1;
+  std::uint64_t messages = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t first_sequence = 0;
+  std::uint64_t last_sequence = 0;
+  int consumers = 0;
+  std::string leader{};  ///< cluster leader (empty outside a cluster)
+  nlohmann::json raw{};  ///< the whole server answer
+};
+
+/// Consumer state as the server reports it.
+struct ConsumerInfo {
+  std::string stream{};
+  std::string name{};
+  bool push = false;
+  std::string deliver_subject{};
+  std::string deliver_group{};
+  std::string filter_subject{};
+  bool push_bound = false;
+  std::uint64_t num_pending = 0;
+  std::uint64_t num_ack_pending = 0;
+  std::uint64_t num_redelivered = 0;
+  std::uint64_t num_waiting = 0;
+  std::uint64_t delivered_consumer_sequence = 0;
+  std::uint64_t delivered_stream_sequence = 0;
+  std::uint64_t ack_floor_stream_sequence = 0;
+  nlohmann::json raw{};  ///< the whole server answer (config included)
+};
+
+class NatsBus {
+ public:
+  /// Validates the configuration (ConfigError naming the field); does not connect.
+  explicit NatsBus(NatsConfig config);
+  /// Closes the bus if it is still open: subscriptions stop, the connection is flushed and
+  /// closed (bounded by drain_timeout); running handlers are not waited for. Prefer
+  /// `co_await close()`.
+  ~NatsBus();
+  NatsBus(NatsBus&& other) noexcept;
+  NatsBus& operator=(NatsBus&& other) noexcept;
+  NatsBus(const NatsBus&) = delete;
+  NatsBus& operator=(const NatsBus&) = delete;
+
+  /// Connects, checks JetStream, creates/updates the stream when configured and logs its state.
+  /// Throws ConnectionError (no server reachable), AuthError (credentials refused),
+  /// JetStreamNotEnabledError, or JetStreamError (stream creation).
+  Task<void> connect();
+  /// Drains: subscriptions stop, running handlers finish and their acks and pending publishes
+  /// reach the server (bounded by NatsConfig::drain_timeout), then the connection closes.
+  Task<void> close();
+  [[nodiscard]] bool connected() const noexcept;
+  [[nodiscard]] const NatsConfig& config() const noexcept;
+
+  // ---- publishing ----
+
+  /// JetStream publish; waits for the PubAck. Throws NoStreamError, TimeoutError (outcome
+  /// unknown: retry with the same msg_id), PayloadTooLargeError, ClosedError...
+  Task<PubAck> publish(BusMessage msg);
+  /// publish(BusMessage::from_json(subject, body, options)).
+  Task<PubAck> publish_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options = {});
+  /// publish(BusMessage::from_bytes(subject, data, options)).
+  Task<PubAck> publish_bytes(std::string_view subject, std::span<const std::byte> data, const MessageOptions& options = {});
+  Task<PubAck> publish_bytes(std::string_view subject, std::string_view data, const MessageOptions& options = {});
+  /// Sends at once and returns a future of the PubAck. Suspends (never blocks) while
+  /// NatsConfig::max_pending_publishes acks are outstanding.
+  ///   auto f = co_await bus.publish_async(std::move(msg));  ...  PubAck a = co_await std::move(f);
+  Task<PublishFuture> publish_async(BusMessage msg);
+  /// Waits until every publish_async() so far has its PubAck or error (TimeoutError after
+  /// `timeout`). Errors of individual publishes are reported through their futures.
+  Task<void> publish_async_complete(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  /// Number of publishes waiting for their PubAck.
+  [[nodiscard]] std::size_t pending_publishes() const noexcept;
+
+  // ---- consuming ----
+
+  /// Durable push consumer calling `handler` per message (see PushOptions).
+  template <class H>
+  requires MessageHandler<H> Task<Subscription> push_subscribe(std::string_view subject, H&& handler, const PushOptions& options = {}) {
+    return push_subscribe_erased(subject, detail::make_handler(std::forward<H>(handler)), options);
+  }
+  /// Durable pull consumer running a fetch loop that calls `handler` per message; the next pull
+  /// is requested while the current batch is handled (at most two batches buffered).
+  template <class H>
+  requires MessageHandler<H> Task<Subscription> pull_subscribe(std::string_view subject, H&& handler, const PullOptions& options = {}) {
+    return pull_subscribe_erased(subject, detail::make_handler(std::forward<H>(handler)), options);
+  }
+  /// Durable pull consumer to fetch() from.
+  Task<PullSubscription> pull_subscribe(std::string_view subject, const PullOptions& options = {});
+  /// Ephemeral push consumer; the server deletes it `inactive_threshold` after the
+  /// subscription closes.
+  template <class H>
+  requires MessageHandler<H> Task<Subscription> ephemeral_push_subscribe(std::string_view subject, H&& handler,
+                                                                         const EphemeralOptions& options = {}) {
+    return ephemeral_subscribe_erased(subject, detail::make_handler(std::forward<H>(handler)), options);
+  }
+
+  // ---- replies (on the request's x-reply-on, or x-final-to with .final = true) ----
+
+  Task<void> reply_json(const ReceivedMessage& request, const nlohmann::json& body, const ReplyOptions& options = {});
+  Task<void> reply_text(const ReceivedMessage& request, std::string_view text, const ReplyOptions& options = {});
+  Task<void> reply_bytes(const ReceivedMessage& request, std::span<const std::byte> data, const ReplyOptions& options = {});
+
+  /// Round trip to the server: completes when everything written before (acks, publishes,
+  /// replies) has reached it. TimeoutError after `timeout`.
+  Task<void> flush(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // ---- JetStream management ----
+
+  /// Creates the stream, or checks an existing one: subjects it lacks are added when
+  /// `add_missing_subjects`, otherwise reported as a JetStreamError. Returns its state.
+  /// Build the subject list before co_await:  std::vector<std::string> s{"orders.>"};
+  Task<StreamInfo> create_stream(std::string_view name, std::span<const std::string> subjects, const StreamOptions& options = {},
+                                 bool add_missing_subjects = false);
+
+  Task<StreamInfo> stream_info(std::string_view stream);
+  Task<void> delete_stream(std::string_view stream);
+  Task<void> purge_stream(std::string_view stream);
+  Task<ConsumerInfo> consumer_info(std::string_view stream, std::string_view consumer);
+  Task<void> delete_consumer(std::string_view stream, std::string_view consumer);
+
+  /// Library use.
+  [[nodiscard]] detail::BusCore* core() const noexcept { return core_; }
+
+ private:
+  Task<Subscription> push_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
+                                           const PushOptions& options);
+  Task<Subscription> pull_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
+                                           const PullOptions& options);
+  Task<Subscription> ephemeral_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
+                                                const EphemeralOptions& options);
+  detail::BusCore* core_ = nullptr;
+};
+
+}  // namespace natbus

@@ -1,0 +1,143 @@
+// natbus configuration: NatsConfig mirrors the Python library's NatsConfig, field for field and
+// default for default, followed by the options a C++ service adds.
+//
+//   natbus::NatsConfig cfg{
+//       .server = "127.0.0.1:4222", .username = "nats-user", .password = "changeme",
+//       .name = "orders-svc", .stream_create = true, .stream_name = "TEST_STREAM",
+//       .stream_subjects = {"test.stream"}, .manual_ack = true};
+//
+// Designated initializers must follow declaration order. NatsConfig is validated when a NatsBus
+// is constructed; a bad value throws natbus::ConfigError naming the field.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace natbus {
+
+/// Where a new consumer starts (Python: "all", "last", "new", "by_start_sequence", ...).
+enum class DeliverPolicy { all, last, new_, by_start_sequence, by_start_time, last_per_subject };
+
+enum class StorageType { file, memory };
+enum class RetentionPolicy { limits, interest, work_queue };
+enum class DiscardPolicy { old, new_ };
+
+/// Stream settings used when natbus creates the stream (NatsConfig::stream_create).
+/// Zero or -1 means "server default / unlimited".
+struct StreamOptions {
+  StorageType storage = StorageType::file;
+  int replicas = 1;
+  std::chrono::nanoseconds max_age{0};
+  std::int64_t max_bytes = -1;
+  std::int64_t max_msgs = -1;
+  std::int64_t max_msgs_per_subject = -1;
+  std::int32_t max_msg_size = -1;
+  /// Server-side Nats-Msg-Id deduplication window (0: the server's default, 2 minutes).
+  std::chrono::nanoseconds duplicate_window{0};
+  RetentionPolicy retention = RetentionPolicy::limits;
+  DiscardPolicy discard = DiscardPolicy::old;
+};
+
+/// TLS settings. A `tls://` server URL, or any file set here, turns TLS on. The server's
+/// certificate is verified unless skip_verify is set (tests only).
+struct TlsOptions {
+  std::string ca_file{};            ///< PEM file of trusted CAs (default: the system's)
+  std::string cert_file{};          ///< client certificate chain (PEM), with key_file
+  std::string key_file{};           ///< client private key (PEM)
+  std::string expected_hostname{};  ///< name to verify instead of the URL's host
+  bool skip_verify = false;         ///< do not verify the server certificate (never in production)
+};
+
+struct NatsConfig {
+  // ---- The Python library's fields, in its order and with its defaults ----
+
+  /// One URL or a comma-separated list. "host:port" means "nats://host:port"; schemes nats and
+  /// tls (all entries alike). ws/wss are rejected: cnats has no WebSocket transport.
+  std::string server = "nats://127.0.0.1:4222";
+  std::string username{};
+  std::string password{};
+  /// Connection name shown by the server (and in natbus' logs).
+  std::string name{};
+  std::chrono::milliseconds reconnect_time_wait{1000};
+  /// Reconnect attempts per server before the connection closes for good; -1: forever.
+  int max_reconnect_attempts = 60;
+  /// Create the stream on connect (tolerates "already exists" when it matches).
+  bool stream_create = false;
+  std::string stream_name{};
+  std::vector<std::string> stream_subjects{};
+  /// Add the missing stream_subjects to an existing stream.
+  bool stream_update_subjects = false;
+  /// Default deliver (queue) group of push consumers; empty: none.
+  std::string queue_group{};
+  /// Create/reconcile durables and bind to them by name (see PushOptions::bind).
+  bool bind = true;
+  /// Default for handlers: true = the handler acks; false = natbus acks after it returns.
+  bool manual_ack = true;
+  DeliverPolicy deliver_policy = DeliverPolicy::new_;
+  std::chrono::milliseconds ack_wait{30000};
+  int max_ack_pending = 1024;
+  /// Drop a publish whose x-correlation-id was published within this window (0: off).
+  std::chrono::milliseconds dedupe_window{0};
+  /// Timeout of JetStream management calls (stream and consumer info, create, delete...).
+  std::chrono::milliseconds js_api_timeout{5000};
+
+  // ---- Beyond the Python library ----
+
+  std::string token{};             ///< token authentication
+  std::string credentials_file{};  ///< NATS .creds file (JWT + NKey seed)
+  TlsOptions tls{};
+  /// Used when natbus creates the stream.
+  StreamOptions stream{};
+  std::chrono::milliseconds connect_timeout{2000};
+  /// The client pings this often; after max_pings_out unanswered pings it reconnects.
+  std::chrono::milliseconds ping_interval{20000};
+  int max_pings_out = 3;
+  /// Bytes buffered for publishing while reconnecting (cnats' reconnect buffer).
+  int reconnect_buffer_size = 8 * 1024 * 1024;
+  /// How long a publish waits for its PubAck.
+  std::chrono::milliseconds publish_timeout{5000};
+  /// publish_async window: at most this many PubAcks outstanding; more suspends the publisher.
+  int max_pending_publishes = 4096;
+  /// close(): how long in-flight handlers and acks may take before the connection closes anyway.
+  std::chrono::milliseconds drain_timeout{30000};
+  /// How long push_subscribe retries a durable that is still bound to a vanished subscriber.
+  std::chrono::milliseconds bind_timeout{30000};
+  /// Largest payload natbus decompresses (gzip); larger is a DecodeError, not an OOM.
+  std::size_t max_decompressed_size = std::size_t{64} * 1024 * 1024;
+  /// Prefix of natbus' reply subjects (set it when account permissions require it).
+  std::string inbox_prefix = "_INBOX";
+  /// JetStream domain (empty: none); selects "$JS.<domain>.API".
+  std::string js_domain{};
+  /// Where max-delivered and undecodable messages are published (empty: nowhere).
+  std::string dead_letter_subject{};
+  /// Check for JetStream on connect (and create the stream). false: core NATS only.
+  bool jetstream = true;
+
+  /// Reads NATS_SERVER, NATS_USERNAME, NATS_PASSWORD, NATS_TOKEN, NATS_CREDS, NATS_NAME,
+  /// NATS_STREAM_NAME, NATS_QUEUE_GROUP (with `prefix` instead of "NATS_") over `base`.
+  [[nodiscard]] static NatsConfig from_env(NatsConfig base, std::string_view prefix = "NATS_");
+};
+
+/// Checks every field; throws ConfigError naming the first bad one.
+void validate(const NatsConfig& config);
+
+/// The normalized server list: "nats://host:port" / "tls://host:port" entries. Throws
+/// ConfigError for an empty list, an unknown or mixed scheme, ws/wss, or a bad port.
+[[nodiscard]] std::vector<std::string> parse_server_list(std::string_view servers);
+
+/// A URL with any user:password@ part replaced by "***@" (for logs and messages).
+[[nodiscard]] std::string redact_url(std::string_view url);
+
+/// Human-readable config with secrets redacted (password, token, URL user info).
+[[nodiscard]] std::string to_string(const NatsConfig& config);
+std::ostream& operator<<(std::ostream& os, const NatsConfig& config);
+
+[[nodiscard]] std::string_view to_string(DeliverPolicy p) noexcept;
+[[nodiscard]] std::string_view to_string(StorageType s) noexcept;
+
+}  // namespace natbus

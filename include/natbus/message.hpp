@@ -1,0 +1,261 @@
+// natbus messages: BusMessage (what you publish) and ReceivedMessage (what handlers get).
+//
+// The headers are the Python library's wire contract, byte for byte:
+//   content-type      application/json | text/plain; charset=utf-8 | application/octet-stream
+//   content-encoding  gzip (when compress = true; receivers decompress transparently)
+//   x-trace-id        new UUIDv4 unless given      x-correlation-id  given, else new UUIDv4
+//   x-sender          when given                   x-sent-at         2026-11-26T18:21:33.123+00:00
+//   x-message-type    when given                   x-reply-on / x-final-to  when given
+// plus Nats-Msg-Id (server-side deduplication) when msg_id is given.
+//
+//   auto msg = natbus::BusMessage::from_json("orders.created", {{"id", 42}}, {.sender = "orders-svc"});
+//   auto jpeg = natbus::BusMessage::from_bytes("images.raw", bytes,
+//                                              {.headers = {{"content-type", "image/jpeg"}}});
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "natbus/task.hpp"
+
+namespace natbus {
+
+/// A header given inline: `{"content-type", "image/jpeg"}`.
+struct Header {
+  std::string_view name{};
+  std::string_view value{};
+};
+
+/// Options of the BusMessage constructors (Python keyword arguments). Every member is a view or
+/// a scalar: the constructor copies what it needs, so a temporary MessageOptions is always safe.
+/// Headers known only at run time go on the message afterwards (BusMessage::set_header).
+struct MessageOptions {
+  std::string_view sender{};          ///< x-sender
+  std::string_view correlation_id{};  ///< x-correlation-id (default: a new UUIDv4)
+  /// Extra headers; they override the defaults (e.g. content-type).
+  std::initializer_list<Header> headers{};
+  std::string_view content_type{};  ///< from_bytes' content-type (default application/octet-stream)
+  bool compress = false;            ///< gzip the payload, set content-encoding: gzip
+  std::string_view reply_on{};      ///< x-reply-on: where progress replies go
+  std::string_view final_to{};      ///< x-final-to: where the final reply goes
+  std::string_view message_type{};  ///< x-message-type
+  bool ensure_trace = true;         ///< write x-trace-id (a new UUIDv4 unless trace_id is given)
+  std::string_view trace_id{};      ///< x-trace-id to continue an existing trace
+  std::string_view msg_id{};        ///< Nats-Msg-Id: the server drops duplicates in its window
+};
+
+/// Byte-like element types accepted by from_bytes().
+template <class T>
+concept ByteLike = std::same_as<T, std::byte> || std::same_as<T, char> || std::same_as<T, unsigned char> || std::same_as<T, signed char> ||
+    std::same_as<T, std::uint8_t>;
+
+/// A message to publish: subject, headers, payload (already compressed when asked).
+class BusMessage {
+ public:
+  /// JSON payload (content-type application/json).
+  static BusMessage from_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options = {});
+  /// Any type nlohmann::json can serialize (a struct with to_json, a map, a vector...).
+  template <class T>
+  requires(!std::same_as<std::remove_cvref_t<T>, nlohmann::json> && std::is_constructible_v<nlohmann::json, const T&>) static BusMessage
+      from_json(std::string_view subject, const T& value, const MessageOptions& options = {}) {
+    return from_json(subject, nlohmann::json(value), options);
+  }
+  /// UTF-8 text (content-type text/plain; charset=utf-8). Invalid UTF-8 is an InvalidArgument.
+  static BusMessage from_text(std::string_view subject, std::string_view text, const MessageOptions& options = {});
+  /// Raw bytes (content-type application/octet-stream unless options.content_type or a header says otherwise).
+  static BusMessage from_bytes(std::string_view subject, std::span<const std::byte> data, const MessageOptions& options = {});
+  static BusMessage from_bytes(std::string_view subject, std::string_view data, const MessageOptions& options = {}) {
+    return from_bytes(subject, std::as_bytes(std::span<const char>(data.data(), data.size())), options);
+  }
+  /// Any contiguous range of bytes: std::vector<std::uint8_t>, std::array<std::byte, N>, ...
+  template <class R>
+  requires std::ranges::contiguous_range<R> && ByteLike<std::ranges::range_value_t<R>> &&
+      (!std::convertible_to<const R&, std::string_view>)&&(!std::convertible_to<const R&, std::span<const std::byte>>)static BusMessage
+      from_bytes(std::string_view subject, const R& data, const MessageOptions& options = {}) {
+    return from_bytes(subject, std::as_bytes(std::span(std::ranges::data(data), std::ranges::size(data))), options);
+  }
+
+  [[nodiscard]] const std::string& subject() const noexcept { return subject_; }
+  /// The payload as sent (gzip-compressed when content-encoding is gzip).
+  [[nodiscard]] std::span<const std::byte> data() const noexcept {
+    return std::as_bytes(std::span<const char>(payload_.data(), payload_.size()));
+  }
+  [[nodiscard]] std::string_view payload() const noexcept { return payload_; }
+  /// Headers in the order they go on the wire.
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& headers() const noexcept { return headers_; }
+  /// First value of a header, looked up case-insensitively.
+  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept;
+
+  [[nodiscard]] std::string_view content_type() const noexcept { return header_or_empty("content-type"); }
+  [[nodiscard]] std::string_view content_encoding() const noexcept { return header_or_empty("content-encoding"); }
+  [[nodiscard]] std::string_view trace_id() const noexcept { return header_or_empty("x-trace-id"); }
+  [[nodiscard]] std::string_view correlation_id() const noexcept { return header_or_empty("x-correlation-id"); }
+  [[nodiscard]] std::string_view sender() const noexcept { return header_or_empty("x-sender"); }
+  [[nodiscard]] std::string_view sent_at() const noexcept { return header_or_empty("x-sent-at"); }
+  [[nodiscard]] std::string_view message_type() const noexcept { return header_or_empty("x-message-type"); }
+  [[nodiscard]] std::string_view reply_on() const noexcept { return header_or_empty("x-reply-on"); }
+  [[nodiscard]] std::string_view final_to() const noexcept { return header_or_empty("x-final-to"); }
+  [[nodiscard]] std::string_view msg_id() const noexcept { return header_or_empty("Nats-Msg-Id"); }
+
+  /// Sets (replaces, case-insensitively) a header. CR/LF, control or non-ASCII bytes throw InvalidArgument.
+  BusMessage& set_header(std::string_view name, std::string_view value);
+  /// Adds one more value for a header (multi-valued headers).
+  BusMessage& add_header(std::string_view name, std::string_view value);
+  /// Removes every value of a header; returns how many were removed.
+  std::size_t remove_header(std::string_view name) noexcept;
+  /// Sets Nats-Msg-Id (server-side deduplication within the stream's duplicate window).
+  BusMessage& set_msg_id(std::string_view id) { return set_header("Nats-Msg-Id", id); }
+
+ private:
+  BusMessage() = default;
+  [[nodiscard]] std::string_view header_or_empty(std::string_view name) const noexcept {
+    auto v = header(name);
+    return v ? *v : std::string_view{};
+  }
+  static BusMessage make(std::string_view op, std::string_view subject, std::string_view payload, std::string_view default_content_type,
+                         const MessageOptions& options);
+
+  std::string subject_{};
+  std::string payload_{};
+  std::vector<std::pair<std::string, std::string>> headers_;
+};
+
+/// JetStream delivery metadata, parsed from the message's $JS.ACK reply subject.
+struct MsgMetadata {
+  std::string_view stream{};
+  std::string_view consumer{};
+  std::string_view domain{};
+  std::uint64_t stream_sequence = 0;
+  std::uint64_t consumer_sequence = 0;
+  std::uint64_t num_delivered = 0;                    ///< 1 on first delivery, 2 on the first redelivery...
+  std::uint64_t num_pending = 0;                      ///< messages left for this consumer after this one
+  std::chrono::system_clock::time_point timestamp{};  ///< when the stream stored it
+};
+
+namespace detail {
+struct MsgImpl;
+/// The awaitable of an acknowledgement that is already sent (co_await is a no-op).
+struct [[nodiscard]] Sent {
+  [[nodiscard]] bool await_ready() const noexcept { return true; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  void await_resume() const noexcept {}
+};
+}  // namespace detail
+
+/// A message received by a handler or fetch(). Move-only; owns cnats' message, and its
+/// accessors are views into it (valid while the ReceivedMessage lives). Use it on the loop
+/// thread only.
+///
+///   natbus::Task<void> on_order(natbus::ReceivedMessage msg) {
+///     auto order = msg.as_json<Order>();
+///     co_await msg.ack();
+///   }
+class ReceivedMessage {
+ public:
+  ReceivedMessage() noexcept = default;
+  explicit ReceivedMessage(detail::MsgImpl* impl) noexcept : impl_(impl) {}
+  ReceivedMessage(ReceivedMessage&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+  ReceivedMessage& operator=(ReceivedMessage&& other) noexcept;
+  ReceivedMessage(const ReceivedMessage&) = delete;
+  ReceivedMessage& operator=(const ReceivedMessage&) = delete;
+  ~ReceivedMessage();
+
+  [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+
+  /// The subject the message was published to.
+  [[nodiscard]] std::string_view subject() const noexcept;
+  /// The reply subject ($JS.ACK... for JetStream deliveries).
+  [[nodiscard]] std::string_view reply() const noexcept;
+  /// The payload, decompressed when content-encoding is gzip (DecodeError if that fails).
+  [[nodiscard]] std::span<const std::byte> data() const;
+  [[nodiscard]] std::string_view payload() const;
+  /// The payload exactly as it arrived (still compressed when it was).
+  [[nodiscard]] std::string_view raw_payload() const noexcept;
+
+  /// First value of a header, looked up case-insensitively.
+  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept;
+  /// Every value of a header (case-insensitive name).
+  [[nodiscard]] std::vector<std::string_view> header_values(std::string_view name) const;
+  /// All headers as (name, value) pairs, in no particular order.
+  [[nodiscard]] std::vector<std::pair<std::string_view, std::string_view>> headers() const;
+
+  [[nodiscard]] std::string_view content_type() const noexcept { return header_or_empty("content-type"); }
+  [[nodiscard]] std::string_view content_encoding() const noexcept { return header_or_empty("content-encoding"); }
+  [[nodiscard]] std::string_view trace_id() const noexcept { return header_or_empty("x-trace-id"); }
+  [[nodiscard]] std::string_view correlation_id() const noexcept { return header_or_empty("x-correlation-id"); }
+  [[nodiscard]] std::string_view sender() const noexcept { return header_or_empty("x-sender"); }
+  [[nodiscard]] std::string_view sent_at() const noexcept { return header_or_empty("x-sent-at"); }
+  [[nodiscard]] std::string_view message_type() const noexcept { return header_or_empty("x-message-type"); }
+  [[nodiscard]] std::string_view reply_on() const noexcept { return header_or_empty("x-reply-on"); }
+  [[nodiscard]] std::string_view final_to() const noexcept { return header_or_empty("x-final-to"); }
+  [[nodiscard]] std::string_view msg_id() const noexcept { return header_or_empty("Nats-Msg-Id"); }
+  /// When natbus took the message off the connection.
+  [[nodiscard]] std::chrono::system_clock::time_point received_at() const noexcept;
+
+  /// JetStream metadata (stream/consumer sequence, delivery count, pending, timestamp);
+  /// empty for messages that did not come from a JetStream consumer.
+  [[nodiscard]] std::optional<MsgMetadata> metadata() const noexcept;
+  /// True for JetStream deliveries (messages that can be acked).
+  [[nodiscard]] bool is_jetstream() const noexcept { return metadata().has_value(); }
+
+  /// The payload as UTF-8 text; DecodeError when it is not valid UTF-8.
+  [[nodiscard]] std::string_view as_text() const;
+  /// The payload parsed as JSON; DecodeError when it is not.
+  [[nodiscard]] nlohmann::json as_json() const;
+  /// The payload decoded into T (any type with a nlohmann from_json); DecodeError on failure.
+  template <class T>
+  [[nodiscard]] T as_json() const {
+    nlohmann::json j = as_json();
+    try {
+      return j.get<T>();
+    } catch (const nlohmann::json::exception& e) {
+      throw_decode_error(e.what());
+    }
+  }
+
+  /// Acknowledges the message (fire-and-forget, batched with other writes). Throws
+  /// AlreadyAcknowledgedError when it was already acked/naked/termed, ClosedError when the bus
+  /// is closed, InvalidArgument when the message is not a JetStream delivery.
+  /// `co_await msg.ack();`
+  detail::Sent ack();
+  /// Negative acknowledgement: redeliver now, or after `delay`.
+  detail::Sent nak();
+  detail::Sent nak(std::chrono::milliseconds delay);
+  /// Stops redelivery for good (the message is not processed).
+  detail::Sent term();
+  /// Resets the ack timer: "still working on it". May be sent any number of times.
+  detail::Sent in_progress();
+  /// Acknowledges and waits for the server's confirmation (double ack). Throws TimeoutError
+  /// when no confirmation comes within js_api_timeout.
+  Task<void> ack_sync();
+  /// True once ack/nak/term was sent (by the handler or by natbus).
+  [[nodiscard]] bool acknowledged() const noexcept;
+
+  /// Library use.
+  [[nodiscard]] detail::MsgImpl* impl() const noexcept { return impl_; }
+
+ private:
+  [[nodiscard]] std::string_view header_or_empty(std::string_view name) const noexcept {
+    auto v = header(name);
+    return v ? *v : std::string_view{};
+  }
+  [[noreturn]] void throw_decode_error(const char* what) const;
+  detail::MsgImpl* impl_ = nullptr;
+};
+
+}  // namespace natbus

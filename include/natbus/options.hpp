@@ -1,0 +1,102 @@
+// Options of NatsBus' subscribe and reply calls. Like MessageOptions, every member is a view or
+// a scalar, so they are safe to write inline at an awaited call site:
+//   co_await bus.push_subscribe("orders.*", on_order, {.durable = "orders", .ack_wait = 10s});
+// Unset std::optional members take the NatsConfig default.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string_view>
+
+#include "natbus/config.hpp"
+#include "natbus/message.hpp"
+
+namespace natbus {
+
+/// push_subscribe(): a durable push consumer, created or reconciled by natbus and bound by name.
+struct PushOptions {
+  /// Durable name (required). Letters, digits, '-' and '_'; no '.', spaces or wildcards.
+  std::string_view durable{};
+  /// Deliver group. Unset: NatsConfig::queue_group; "" : none.
+  std::optional<std::string_view> queue{};
+  /// Unset: NatsConfig::manual_ack.
+  std::optional<bool> manual_ack{};
+  /// true: create the durable when missing and recreate it when its settings differ from these.
+  /// false: use an existing durable as it is (create it only when missing). Unset: NatsConfig::bind.
+  std::optional<bool> bind{};
+  std::optional<DeliverPolicy> deliver_policy{};
+  std::optional<std::chrono::milliseconds> ack_wait{};
+  std::optional<int> max_ack_pending{};
+  /// Deliveries before the server stops redelivering (-1 / unset: unlimited).
+  std::optional<int> max_deliver{};
+  /// Stream. Empty: NatsConfig::stream_name, else the stream whose subjects cover `subject`.
+  std::string_view stream{};
+  /// Handlers of this subscription running at the same time (1: in order, as in Python).
+  int max_concurrency = 1;
+  /// For DeliverPolicy::by_start_sequence / by_start_time.
+  std::uint64_t start_sequence = 0;
+  std::chrono::system_clock::time_point start_time{};
+  /// Idle heartbeat the server sends when there is nothing to deliver (0: none). Not with a queue.
+  std::chrono::milliseconds idle_heartbeat{0};
+  /// Server flow control (needs idle_heartbeat). Not with a queue.
+  bool flow_control = false;
+  /// How long to retry a durable still bound to a vanished subscriber. Unset: NatsConfig::bind_timeout.
+  std::optional<std::chrono::milliseconds> bind_timeout{};
+};
+
+/// pull_subscribe(): a durable pull consumer.
+struct PullOptions {
+  /// Stream. Empty: NatsConfig::stream_name, else the stream whose subjects cover `subject`.
+  std::string_view stream{};
+  /// Durable name (required).
+  std::string_view durable{};
+  /// Messages per pull request (the handler form keeps up to two requests in flight).
+  int batch = 10;
+  /// How long one pull request waits on the server for messages.
+  std::chrono::milliseconds expires{5000};
+  std::optional<bool> manual_ack{};
+  std::optional<bool> bind{};
+  std::optional<DeliverPolicy> deliver_policy{};
+  std::optional<std::chrono::milliseconds> ack_wait{};
+  std::optional<int> max_ack_pending{};
+  std::optional<int> max_deliver{};
+  /// Handlers running at the same time (handler form).
+  int max_concurrency = 1;
+  std::uint64_t start_sequence = 0;
+  std::chrono::system_clock::time_point start_time{};
+  /// Server heartbeat while a pull request waits (0: automatic, half of expires up to 5 s).
+  /// A request whose heartbeats stop (server restart, reconnect) is replaced.
+  std::chrono::milliseconds idle_heartbeat{0};
+};
+
+/// ephemeral_push_subscribe(): a consumer without a name that the server removes once nobody
+/// listens for `inactive_threshold`.
+struct EphemeralOptions {
+  std::chrono::milliseconds inactive_threshold{5000};
+  std::string_view queue{};
+  /// Unset: NatsConfig::manual_ack.
+  std::optional<bool> manual_ack{};
+  DeliverPolicy deliver_policy = DeliverPolicy::new_;
+  std::optional<std::chrono::milliseconds> ack_wait{};
+  std::string_view stream{};
+  int max_concurrency = 1;
+};
+
+/// reply_json / reply_text / reply_bytes.
+struct ReplyOptions {
+  /// true: answer on the request's x-final-to; false: on its x-reply-on (progress).
+  bool final = false;
+  /// Send here instead of the request's headers.
+  std::string_view subject{};
+  std::string_view sender{};
+  /// Default: the request's x-message-type.
+  std::string_view message_type{};
+  std::initializer_list<Header> headers{};
+  bool compress = false;
+  /// Publish through JetStream and wait for the PubAck (true) or as a plain NATS message (false).
+  bool jetstream = false;
+};
+
+}  // namespace natbus

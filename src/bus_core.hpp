@@ -1,0 +1,216 @@
+// BusCore: the state behind a NatsBus handle. Lives on one loop; referenced (intrusively) by
+// the NatsBus, its subscriptions and every ReceivedMessage, so it outlives all of them.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cnats.hpp"
+#include "connection.hpp"
+#include "loop.hpp"
+#include "mux.hpp"
+#include "natbus/bus.hpp"
+#include "natbus/config.hpp"
+#include "natbus/log.hpp"
+#include "ref.hpp"
+#include "util.hpp"
+
+namespace natbus::detail {
+
+/// Something that takes messages off a cnats subscription after each read.
+class MsgSink {
+ public:
+  virtual void pump() noexcept = 0;
+  /// The connection came back after a disconnect.
+  virtual void on_reconnected() noexcept {}
+
+ protected:
+  MsgSink() = default;
+  MsgSink(const MsgSink&) = default;
+  MsgSink& operator=(const MsgSink&) = default;
+  ~MsgSink() = default;
+};
+
+/// Resumes coroutines waiting for a condition (loop thread; resumption is scheduled, never inline).
+class WaitList {
+ public:
+  void add(std::coroutine_handle<> h) { waiters_.push_back(h); }
+  void remove(std::coroutine_handle<> h) noexcept { std::erase(waiters_, h); }
+  void wake_all(Loop& loop) {
+    for (auto h : waiters_) loop.schedule(h);
+    waiters_.clear();
+  }
+  bool wake_one(Loop& loop) {
+    if (waiters_.empty()) return false;
+    loop.schedule(waiters_.front());
+    waiters_.erase(waiters_.begin());
+    return true;
+  }
+  [[nodiscard]] bool empty() const noexcept { return waiters_.empty(); }
+  [[nodiscard]] bool contains(std::coroutine_handle<> h) const noexcept {
+    return std::find(waiters_.begin(), waiters_.end(), h) != waiters_.end();
+  }
+
+ private:
+  std::vector<std::coroutine_handle<>> waiters_;
+};
+
+/// `co_await WaitOn{list}` suspends until the list wakes it (or the awaiting frame dies).
+class WaitOn {
+ public:
+  explicit WaitOn(WaitList& list) noexcept : list_(list) {}
+  WaitOn(const WaitOn&) = delete;
+  WaitOn& operator=(const WaitOn&) = delete;
+  ~WaitOn() {
+    if (handle_) list_.remove(handle_);
+  }
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    handle_ = h;
+    list_.add(h);
+  }
+  void await_resume() noexcept { handle_ = {}; }
+
+ private:
+  WaitList& list_;
+  std::coroutine_handle<> handle_{};
+};
+
+class SubCore;
+class PullCore;
+
+class BusCore final : public RefCounted, public ShutdownHook, public ConnListener {
+ public:
+  explicit BusCore(NatsConfig config);
+  ~BusCore() override;
+
+  enum class State { idle, connecting, open, closing, closed };
+
+  // ---- lifecycle ----
+  Task<void> connect();
+  Task<void> close();
+  /// Synchronous, bounded close (NatsBus destructor, loop shutdown).
+  void close_now() noexcept;
+  void on_loop_shutdown() noexcept override { close_now(); }
+
+  [[nodiscard]] const NatsConfig& config() const noexcept { return cfg_; }
+  [[nodiscard]] State state() const noexcept { return state_; }
+  [[nodiscard]] bool is_open() const noexcept { return state_ == State::open; }
+  [[nodiscard]] Loop* loop() const noexcept { return loop_; }
+  [[nodiscard]] natsConnection* nc() const noexcept { return nc_; }
+  [[nodiscard]] Mux& mux() noexcept { return mux_; }
+  /// Throws ClosedError naming `operation` unless the bus is open.
+  void ensure_open(std::string_view operation) const;
+  /// Like ensure_open, but also allowed while closing (acks of running handlers).
+  void ensure_usable(std::string_view operation) const;
+
+  // ---- ConnListener ----
+  void after_read() noexcept override;
+  void on_conn_event(int kind, int status) noexcept override;
+
+  // ---- sinks and subscriptions ----
+  void add_sink(MsgSink* s) { sinks_.push_back(s); }
+  void remove_sink(MsgSink* s) noexcept;
+  void register_sub(SubCore* s) { subs_.push_back(s); }
+  void unregister_sub(SubCore* s) noexcept { std::erase(subs_, s); }
+  void register_pull(PullCore* p) { pulls_.push_back(p); }
+  void unregister_pull(PullCore* p) noexcept { std::erase(pulls_, p); }
+  /// Active push subscription on this stream/durable in this process, if any.
+  SubCore* find_durable(std::string_view stream, std::string_view durable) const noexcept;
+  /// A new unique subject under the configured inbox prefix.
+  [[nodiscard]] std::string new_inbox() const { return cfg_.inbox_prefix + "." + random_token(22); }
+
+  // ---- handlers in flight (close() waits for them) ----
+  void handler_started() noexcept { ++handlers_running_; }
+  void handler_finished() noexcept;
+  [[nodiscard]] std::size_t handlers_running() const noexcept { return handlers_running_; }
+
+  // ---- plain publishing (acks, replies, core messages) ----
+  /// Core publish of a payload; throws on error.
+  void publish_core(std::string_view subject, std::string_view reply, std::string_view data, std::string_view op);
+  /// Core publish of a message with headers (reply may be empty).
+  void publish_core_msg(const BusMessage& msg, std::string_view reply, std::string_view op);
+
+  // ---- JetStream publishing (publish.cpp) ----
+  Task<PublishFuture> publish_async(BusMessage msg);
+  Task<void> publish_async_complete(std::chrono::milliseconds timeout);
+  void publish_settled() noexcept;  // one PubAck (or error) arrived
+  [[nodiscard]] std::size_t pending_publishes() const noexcept { return pub_inflight_; }
+
+  // ---- JetStream API (jsapi.cpp) ----
+  [[nodiscard]] std::string api_subject(std::string_view suffix) const;
+  /// A JetStream API request; returns the parsed answer or throws the mapped error.
+  Task<nlohmann::json> js_request(std::string subject, std::string body, ErrorContext context);
+  Task<StreamInfo> stream_info(std::string stream);
+  Task<ConsumerInfo> consumer_info(std::string stream, std::string consumer);
+  Task<void> delete_consumer(std::string stream, std::string consumer);
+  Task<void> delete_stream(std::string stream);
+  /// Creates or checks a stream (connect's bootstrap and NatsBus::create_stream).
+  Task<StreamInfo> ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions options, bool create, bool add_missing);
+  /// PING/PONG round trip on a worker thread while the loop keeps reading.
+  Task<void> flush(std::chrono::milliseconds timeout);
+  Task<void> purge_stream(std::string stream);
+  /// Stream for a subscription: `given`, else NatsConfig::stream_name, else the stream whose
+  /// subjects cover `subject`.
+  Task<std::string> resolve_stream(std::string given, std::string subject, std::string op);
+
+  /// Builds the natsMsg for `msg` with `reply` (headers included).
+  MsgPtr to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const;
+
+  /// Max payload the server accepts (from its INFO).
+  [[nodiscard]] std::int64_t max_payload() const noexcept;
+
+ private:
+  Task<void> open_connection();
+  Task<void> check_jetstream();
+  Task<void> bootstrap_stream();
+  void teardown_connection() noexcept;
+  /// `text` with the password and token replaced by "***".
+  [[nodiscard]] std::string scrub(std::string text) const;
+
+  friend struct PubSlot;
+  friend class PublishWindow;
+
+  NatsConfig cfg_;
+  std::vector<std::string> servers_;
+  State state_ = State::idle;
+  Loop* loop_ = nullptr;
+  natsConnection* nc_ = nullptr;          // conn_.get(), cached
+  std::shared_ptr<natsConnection> conn_;  // shared with worker jobs that use it
+  std::shared_ptr<ConnIo> io_;
+  Mux mux_;
+  std::vector<MsgSink*> sinks_;
+  bool sinks_dirty_ = false;
+  int pumping_sinks_ = 0;
+  std::vector<SubCore*> subs_;
+  std::vector<PullCore*> pulls_;
+  std::size_t handlers_running_ = 0;
+  WaitList handlers_idle_;
+  std::size_t pub_inflight_ = 0;
+  WaitList pub_window_;
+  WaitList pub_all_settled_;
+  std::unordered_map<std::string, Clock::time_point> dedupe_;
+  Clock::time_point dedupe_swept_{};
+  WaitList closed_waiters_;
+  WaitList connect_done_;
+  bool ever_connected_ = false;
+
+ public:
+  /// Client-side dedupe_window check: true when `correlation_id` was published within the window.
+  bool seen_recently(const std::string& correlation_id);
+};
+
+/// Ref<BusCore> of a NatsBus, with the checks public entry points share.
+BusCore& core_of(BusCore* core, std::string_view operation);
+
+}  // namespace natbus::detail

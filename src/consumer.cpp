@@ -1,0 +1,301 @@
+// Shared consumer machinery: ensuring the durable, running handlers, acks after handlers.
+#include "consumer.hpp"
+
+#include <fmt/format.h>
+
+#include "request.hpp"
+#include "validate.hpp"
+
+namespace natbus::detail {
+
+namespace {
+
+std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  // Nanosecond RFC 3339 in UTC, as the JetStream API expects for opt_start_time.
+  const auto since = t.time_since_epoch();
+  const auto secs = std::chrono::floor<std::chrono::seconds>(since);
+  const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count();
+  const std::time_t tt = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, nanos);
+}
+
+nlohmann::json consumer_config(const ConsumerSpec& s) {
+  nlohmann::json c = {
+      {"deliver_policy", std::string(to_string(s.deliver_policy))},
+      {"ack_policy", "explicit"},
+      {"ack_wait", ns(s.ack_wait)},
+      {"max_deliver", s.max_deliver},
+      {"replay_policy", "instant"},
+      {"max_ack_pending", s.max_ack_pending},
+  };
+  if (!s.durable.empty()) c["durable_name"] = s.durable;
+  if (!s.filter_subject.empty()) c["filter_subject"] = s.filter_subject;
+  if (s.deliver_policy == DeliverPolicy::by_start_sequence) c["opt_start_seq"] = s.start_sequence;
+  if (s.deliver_policy == DeliverPolicy::by_start_time) c["opt_start_time"] = rfc3339(s.start_time);
+  if (s.push) {
+    c["deliver_subject"] = s.deliver_subject;
+    if (!s.queue.empty()) c["deliver_group"] = s.queue;
+    if (s.idle_heartbeat.count() > 0) c["idle_heartbeat"] = ns(s.idle_heartbeat);
+    if (s.flow_control) c["flow_control"] = true;
+  }
+  if (s.inactive_threshold.count() > 0) c["inactive_threshold"] = ns(s.inactive_threshold);
+  return c;
+}
+
+/// The settings DESIGN.md §1 reconciles: queue group, filter, deliver policy, ack wait, max ack pending.
+std::vector<std::string> differences(const ConsumerSpec& s, const nlohmann::json& cfg) {
+  std::vector<std::string> out;
+  const std::string group = cfg.value("deliver_group", std::string());
+  if (s.push && group != s.queue) out.push_back(fmt::format("queue group \"{}\" -> \"{}\"", group, s.queue));
+  const std::string filter = cfg.value("filter_subject", std::string());
+  if (filter != s.filter_subject) out.push_back(fmt::format("filter subject \"{}\" -> \"{}\"", filter, s.filter_subject));
+  const std::string policy = cfg.value("deliver_policy", std::string("all"));
+  if (policy != to_string(s.deliver_policy)) out.push_back(fmt::format("deliver policy {} -> {}", policy, to_string(s.deliver_policy)));
+  const std::int64_t ack_wait = cfg.value("ack_wait", std::int64_t{0});
+  if (ack_wait != ns(s.ack_wait)) {
+    out.push_back(fmt::format("ack wait {} ms -> {} ms", ack_wait / 1000000, s.ack_wait.count()));
+  }
+  const int map = cfg.value("max_ack_pending", 0);
+  if (map != s.max_ack_pending) out.push_back(fmt::format("max ack pending {} -> {}", map, s.max_ack_pending));
+  return out;
+}
+
+Task<ConsumerInfo> create_consumer(BusCore& bus, const ConsumerSpec& spec, const ErrorContext& ctx) {
+  nlohmann::json req = {{"stream_name", spec.stream}, {"config", consumer_config(spec)}};
+  const std::string subject = spec.durable.empty()
+                                  ? bus.api_subject("CONSUMER.CREATE." + spec.stream)
+                                  : bus.api_subject(fmt::format("CONSUMER.DURABLE.CREATE.{}.{}", spec.stream, spec.durable));
+  auto j = co_await bus.js_request(subject, req.dump(), ctx);
+  co_return parse_consumer_info(std::move(j));
+}
+
+}  // namespace
+
+Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
+  ErrorContext ctx;
+  ctx.operation = spec.op;
+  ctx.subject = spec.filter_subject;
+  ctx.stream = spec.stream;
+  ctx.durable = spec.durable;
+  const std::string_view kind = spec.push ? "push" : "pull";
+  if (spec.durable.empty()) {
+    if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = bus.new_inbox();
+    auto info = co_await create_consumer(bus, spec, ctx);
+    log(LogLevel::info, "js_consumer_created",
+        {{"stream", spec.stream}, {"consumer", info.name}, {"kind", "ephemeral"}, {"subject", spec.filter_subject}});
+    co_return info;
+  }
+  std::optional<ConsumerInfo> existing;
+  try {
+    existing = co_await bus.consumer_info(spec.stream, spec.durable);
+  } catch (const NotFoundError& e) {
+    // 10014: consumer missing (create it). A missing stream is the caller's error: rethrow.
+    if (e.js_code() != 10014) throw;
+  }
+  if (existing) {
+    if (existing->push != spec.push) {
+      throw ConsumerKindError(
+          fmt::format("durable exists as a {} consumer, but {} asks for a {} consumer (delete the durable or use {})",
+                      existing->push ? "PUSH" : "PULL", spec.op, kind, existing->push ? "push_subscribe" : "pull_subscribe"),
+          ctx);
+    }
+    const auto diffs = differences(spec, existing->raw["config"]);
+    if (diffs.empty()) {
+      spec.deliver_subject = existing->deliver_subject;
+      log(LogLevel::info, "js_consumer_attached", {{"stream", spec.stream}, {"durable", spec.durable}, {"kind", std::string(kind)}});
+      co_return *existing;
+    }
+    if (!spec.reconcile) {
+      spec.deliver_subject = existing->deliver_subject;
+      log(LogLevel::warn, "js_consumer_config_differs",
+          {{"stream", spec.stream},
+           {"durable", spec.durable},
+           {"differences", fmt::format("{}", fmt::join(diffs, "; "))},
+           {"action", "kept (bind=false)"}});
+      co_return *existing;
+    }
+    log(LogLevel::warn, "js_consumer_recreated",
+        {{"stream", spec.stream}, {"durable", spec.durable}, {"differences", fmt::format("{}", fmt::join(diffs, "; "))}});
+    co_await bus.delete_consumer(spec.stream, spec.durable);
+  }
+  if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = bus.new_inbox();
+  ConsumerInfo info;
+  std::exception_ptr create_error;
+  try {
+    info = co_await create_consumer(bus, spec, ctx);
+  } catch (const JetStreamError&) {
+    create_error = std::current_exception();
+  }
+  if (create_error) {
+    // Another pod may have created it at the same moment: use it if it matches.
+    auto again = co_await bus.consumer_info(spec.stream, spec.durable);
+    if (again.push != spec.push || !differences(spec, again.raw["config"]).empty()) std::rethrow_exception(create_error);
+    info = std::move(again);
+  }
+  spec.deliver_subject = info.deliver_subject;
+  log(LogLevel::info, "js_consumer_created",
+      {{"stream", spec.stream},
+       {"durable", spec.durable},
+       {"kind", std::string(kind)},
+       {"subject", spec.filter_subject},
+       {"queue", spec.queue},
+       {"deliver_policy", std::string(to_string(spec.deliver_policy))}});
+  co_return info;
+}
+
+// ---- SubCore ----------------------------------------------------------------------------------
+
+SubCore::SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler) : bus_(bus), handler_(std::move(handler)) {}
+
+SubCore::~SubCore() {
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+  }
+}
+
+void SubCore::drop_handle() noexcept {
+  if (--handles_ == 0) stop();
+}
+
+void SubCore::stop() noexcept {
+  if (!active_ && sub_ == nullptr) return;
+  active_ = false;
+  nak_queued();
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+  }
+  bus_->remove_sink(this);
+  bus_->unregister_sub(this);
+  if (running_ == 0 && bus_->loop() != nullptr) idle_.wake_all(*bus_->loop());
+}
+
+bool SubCore::next_message(MsgPtr& out) noexcept {
+  if (sub_ == nullptr) return false;
+  for (;;) {
+    int pending = 0;
+    if (natsSubscription_GetPending(sub_, &pending, nullptr) != NATS_OK || pending <= 0) return false;
+    natsMsg* raw = nullptr;
+    const natsStatus s = natsSubscription_NextMsg(&raw, sub_, 0);
+    if (s == NATS_SLOW_CONSUMER) {
+      // cnats dropped messages: JetStream redelivers them after ack_wait.
+      if (!slow_logged_) {
+        log(LogLevel::warn, "sub_slow_consumer", {{"subject", subject_}, {"durable", durable_}, {"queue", queue_}});
+        slow_logged_ = true;
+      }
+      continue;
+    }
+    if (s != NATS_OK || raw == nullptr) return false;
+    out.reset(raw);
+    return true;
+  }
+}
+
+void SubCore::nak_queued() noexcept {
+  MsgPtr m;
+  int naked = 0;
+  while (next_message(m)) {
+    const char* reply = natsMsg_GetReply(m.get());
+    if (reply != nullptr && std::string_view(reply).starts_with("$JS.ACK.") && bus_->nc() != nullptr) {
+      natsConnection_Publish(bus_->nc(), reply, "-NAK", 4);
+      ++naked;
+    }
+  }
+  if (naked > 0)
+    log(LogLevel::debug, "sub_stopped_naked", {{"subject", subject_}, {"durable", durable_}, {"count", std::to_string(naked)}});
+}
+
+namespace {
+
+/// Owns one reference to a MsgImpl (a Detached coroutine's parameter must release it even when
+/// the loop destroys the coroutine unfinished).
+class MsgHold {
+ public:
+  explicit MsgHold(MsgImpl* m) noexcept : m_(m) {}
+  MsgHold(MsgHold&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+  MsgHold(const MsgHold&) = delete;
+  MsgHold& operator=(const MsgHold&) = delete;
+  MsgHold& operator=(MsgHold&&) = delete;
+  ~MsgHold() {
+    if (m_ != nullptr) m_->release();
+  }
+  MsgImpl* release() noexcept { return std::exchange(m_, nullptr); }
+  [[nodiscard]] MsgImpl* get() const noexcept { return m_; }
+
+ private:
+  MsgImpl* m_;
+};
+
+Detached run_handler(Ref<SubCore> sub, MsgHold hold) {
+  std::exception_ptr error;
+  try {
+    hold.get()->add_ref();
+    co_await sub->handler().invoke(ReceivedMessage(hold.get()));
+  } catch (...) {
+    error = std::current_exception();
+  }
+  sub->handler_done(hold.release(), error);
+}
+
+}  // namespace
+
+void SubCore::dispatch(MsgPtr m) {
+  auto* impl = new MsgImpl(std::move(m), bus_.get());
+  ++running_;
+  ++delivered_;
+  bus_->handler_started();
+  run_handler(Ref<SubCore>(this), MsgHold(impl));
+}
+
+void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexcept {
+  MsgHold hold(msg);
+  const bool jetstream =
+      natsMsg_GetReply(msg->msg.get()) != nullptr && std::string_view(natsMsg_GetReply(msg->msg.get())).starts_with("$JS.ACK.");
+  if (error) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log(LogLevel::error, "sub_handler_error",
+        {{"subject", std::string(natsMsg_GetSubject(msg->msg.get()))}, {"durable", durable_}, {"queue", queue_}, {"error", what}});
+    if (jetstream && msg->state == AckState::none) {
+      try {
+        send_ack(*msg, "nak", "-NAK", AckState::naked);
+      } catch (const std::exception& e) {
+        log(LogLevel::warn, "sub_nak_failed", {{"durable", durable_}, {"error", e.what()}});
+      }
+    }
+  } else if (!manual_ack_ && jetstream && msg->state == AckState::none) {
+    try {
+      send_ack(*msg, "ack", "+ACK", AckState::acked);
+    } catch (const std::exception& e) {
+      log(LogLevel::warn, "sub_ack_failed", {{"durable", durable_}, {"error", e.what()}});
+    }
+  }
+  --running_;
+  bus_->handler_finished();
+  if (running_ == 0 && bus_->loop() != nullptr) idle_.wake_all(*bus_->loop());
+  if (active_ && !pumping_) {
+    pump();
+    after_handler();
+  }
+}
+
+Task<void> SubCore::wait_idle(Clock::time_point deadline) {
+  while (running_ > 0) {
+    if (!co_await WaitUntil(idle_, deadline)) co_return;
+  }
+}
+
+}  // namespace natbus::detail

@@ -1,0 +1,186 @@
+// Consumers. natbus creates (or reconciles) every durable itself with the JetStream API and
+// then listens with a plain, synchronous cnats subscription that the loop drains after each
+// read: no cnats JetStream subscription, so no durable is ever deleted by an unsubscribe, no
+// thread per consumer, and acks go to the $JS.ACK reply subject through the connection.
+//
+// Backpressure: messages stay in cnats' subscription queue until a handler slot is free
+// (max_concurrency), so natbus itself buffers nothing. For push consumers the queue is bounded
+// by the consumer's max_ack_pending; for pull consumers by the two batches requested at most.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bus_core.hpp"
+#include "detached.hpp"
+#include "msg_impl.hpp"
+
+namespace natbus::detail {
+
+/// What natbus wants a consumer to look like.
+struct ConsumerSpec {
+  std::string op;
+  std::string stream;
+  std::string durable;  // empty: ephemeral
+  std::string filter_subject;
+  std::string queue;
+  std::string deliver_subject;  // push only; natbus picks an inbox when creating
+  bool push = true;
+  bool reconcile = true;  // NatsConfig::bind / options.bind
+  DeliverPolicy deliver_policy = DeliverPolicy::new_;
+  std::uint64_t start_sequence = 0;
+  std::chrono::system_clock::time_point start_time{};
+  std::chrono::milliseconds ack_wait{30000};
+  int max_ack_pending = 1024;
+  int max_deliver = -1;
+  std::chrono::milliseconds idle_heartbeat{0};
+  bool flow_control = false;
+  std::chrono::milliseconds inactive_threshold{0};
+  std::chrono::milliseconds bind_timeout{0};
+};
+
+/// Creates the consumer when missing; when it exists: kind mismatch is a ConsumerKindError,
+/// and with `reconcile` a consumer whose queue group, filter, deliver policy, ack wait or max
+/// ack pending differ is deleted and recreated. Returns the consumer as the server has it.
+Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec);
+ConsumerInfo parse_consumer_info(nlohmann::json j);
+
+/// A handler-driven (or fetch-driven) subscription. Base of push and pull.
+class SubCore : public RefCounted, public MsgSink {
+ public:
+  SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler);
+  ~SubCore() override;
+
+  // Handle bookkeeping: the subscription stops when its last Subscription handle goes.
+  void add_handle() noexcept { ++handles_; }
+  void drop_handle() noexcept;
+
+  /// Stops delivery (idempotent). Messages already taken but not started are nak'ed.
+  virtual void stop() noexcept;
+  /// Completes when no handler of this subscription runs any more.
+  Task<void> wait_idle(Clock::time_point deadline);
+
+  [[nodiscard]] bool active() const noexcept { return active_; }
+  [[nodiscard]] const std::string& subject() const noexcept { return subject_; }
+  [[nodiscard]] const std::string& stream() const noexcept { return stream_; }
+  [[nodiscard]] const std::string& durable() const noexcept { return durable_; }
+  [[nodiscard]] const std::string& queue() const noexcept { return queue_; }
+  [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
+  [[nodiscard]] BusCore& bus() const noexcept { return *bus_; }
+  [[nodiscard]] int running() const noexcept { return running_; }
+
+  /// Runner side (consumer.cpp).
+  void handler_done(MsgImpl* msg, const std::exception_ptr& error) noexcept;
+  HandlerBase& handler() noexcept { return *handler_; }
+
+  std::string subject_;
+  std::string stream_;
+  std::string durable_;
+  std::string queue_;
+  bool manual_ack_ = true;
+  int max_concurrency_ = 1;
+
+ protected:
+  /// Starts a handler for `m` (loop thread).
+  void dispatch(MsgPtr m);
+  /// Takes the next message off the cnats subscription; false when there is none.
+  bool next_message(MsgPtr& out) noexcept;
+  /// Naks every message still queued in cnats' subscription (on stop).
+  void nak_queued() noexcept;
+  /// After a handler finished (pull: request more).
+  virtual void after_handler() noexcept {}
+
+  Ref<BusCore> bus_;
+  std::unique_ptr<HandlerBase> handler_;
+  natsSubscription* sub_ = nullptr;
+  bool active_ = false;
+  bool pumping_ = false;
+  int running_ = 0;
+  int handles_ = 0;
+  std::uint64_t delivered_ = 0;
+  WaitList idle_;
+  bool slow_logged_ = false;
+};
+
+/// Durable or ephemeral push consumer.
+class PushCore final : public SubCore {
+ public:
+  using SubCore::SubCore;
+  /// Ensures the consumer, waits out "already bound", subscribes.
+  Task<void> start(ConsumerSpec spec);
+  void pump() noexcept override;
+  void stop() noexcept override;
+
+ private:
+  bool handle_control(natsMsg* m) noexcept;
+  void arm_heartbeat_watch();
+  static void heartbeat_check(void* a, void*, bool run) noexcept;
+  std::chrono::milliseconds idle_heartbeat_{0};
+  Clock::time_point last_activity_{};
+  TimerKey hb_timer_{};
+  bool hb_warned_ = false;
+};
+
+/// Durable pull consumer over the JetStream pull protocol on a core subscription: next-message
+/// requests with batch/expires/heartbeat; 408/404/409 and heartbeats arrive on per-request
+/// reply subjects, so a stale status can never end a newer request (cnats 3.4 Fetch's bug).
+class PullCore final : public SubCore {
+ public:
+  using SubCore::SubCore;
+  Task<void> start(ConsumerSpec spec, int batch, std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat);
+  void pump() noexcept override;
+  void on_reconnected() noexcept override;
+  void stop() noexcept override;
+
+  /// fetch() / fetch_no_wait() (no handler).
+  Task<std::vector<ReceivedMessage>> fetch(int batch, std::chrono::milliseconds timeout, bool no_wait_only);
+
+ private:
+  struct Request {
+    std::uint64_t id = 0;
+    int remaining = 0;
+    Clock::time_point expires_at{};
+    Clock::time_point last_seen{};
+  };
+  struct Fetch {
+    int batch = 0;
+    std::uint64_t request = 0;  // the request whose end finishes this step
+    bool finished = false;
+    std::vector<ReceivedMessage> msgs;
+    WaitList wake;
+    std::exception_ptr error;
+  };
+
+  void after_handler() noexcept override { request_more(); }
+  void request_more() noexcept;
+  std::uint64_t send_request(int batch, std::chrono::milliseconds expires, bool no_wait);
+  void on_status(natsMsg* m) noexcept;
+  void consume_credit() noexcept;
+  Request* find_request(std::uint64_t id) noexcept;
+  void erase_request(std::uint64_t id) noexcept;
+  void arm_watchdog();
+  static void watchdog(void* a, void*, bool run) noexcept;
+  static void resume_requests(void* a, void*, bool run) noexcept;
+  void recover() noexcept;
+  static Task<void> recover_loop(Ref<PullCore> self);
+
+  std::string inbox_;         // "<inbox>." ; request i replies on inbox_ + i
+  std::string next_subject_;  // $JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>
+  int batch_ = 10;
+  std::chrono::milliseconds expires_{5000};
+  std::chrono::milliseconds heartbeat_{0};
+  std::deque<Request> requests_;
+  std::uint64_t next_request_ = 1;
+  TimerKey watchdog_timer_{};
+  TimerKey backoff_timer_{};
+  Fetch* fetch_ = nullptr;
+  WaitList fetch_queue_;
+  ConsumerSpec spec_;
+  bool recovering_ = false;
+};
+
+}  // namespace natbus::detail

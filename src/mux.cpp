@@ -1,0 +1,188 @@
+#include "mux.hpp"
+
+#include <atomic>
+#include <charconv>
+#include <cstring>
+#include <unordered_map>
+
+#include "bus_core.hpp"
+
+namespace natbus::detail {
+
+namespace {
+
+constexpr auto kSweepPeriod = std::chrono::milliseconds(20);
+
+// Live Muxes of this (loop) thread, by id: replies posted from cnats' delivery thread find their
+// Mux here, or find nothing once it is gone.
+thread_local std::unordered_map<std::uint64_t, Mux*> t_muxes;
+std::atomic<std::uint64_t> g_next_mux_id{1};
+
+// The closure of the cnats subscription; freed by cnats' completion callback, after the last
+// message callback.
+struct Tap {
+  std::shared_ptr<RemoteQueue> queue;
+  std::uint64_t id;
+};
+
+}  // namespace
+
+Mux::~Mux() { stop(NATS_CONNECTION_CLOSED); }
+
+void Mux::start(natsConnection* nc, std::string_view inbox_prefix) {
+  prefix_.assign(inbox_prefix);
+  prefix_ += '.';
+  prefix_ += random_token(22);
+  prefix_ += '.';
+  const std::string wildcard = prefix_ + "*";
+  id_ = g_next_mux_id.fetch_add(1);
+  auto* tap = new Tap{bus_.loop()->remote(), id_};
+  natsSubscription* sub = nullptr;
+  const natsStatus s = natsConnection_Subscribe(&sub, nc, wildcard.c_str(), &Mux::on_msg_cb, tap);
+  if (s != NATS_OK) {
+    delete tap;
+    throw_status(s, ErrorContext{.operation = "subscribe to reply inbox"});
+  }
+  natsSubscription_SetOnCompleteCB(sub, &Mux::on_complete_cb, tap);
+  // Replies are handed to the loop at once; no cnats limit should drop them.
+  natsSubscription_SetPendingLimits(sub, -1, -1);
+  sub_ = sub;
+  t_muxes[id_] = this;
+}
+
+void Mux::stop(natsStatus status) noexcept {
+  if (id_ != 0) {
+    t_muxes.erase(id_);
+    id_ = 0;
+  }
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+  }
+  for (std::uint64_t t = base_; t < next_; ++t) {
+    if (find(t) != nullptr) complete(t, nullptr, status);
+  }
+  entries_.clear();
+  base_ = next_;
+  live_ = 0;
+  if (sweep_timer_) {
+    if (Loop* loop = bus_.loop(); loop != nullptr) loop->cancel_timer(sweep_timer_);
+    sweep_timer_ = {};
+  }
+}
+
+int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token) const noexcept {
+  if (prefix_.size() + 21 > cap) return -1;
+  std::memcpy(buf, prefix_.data(), prefix_.size());
+  auto [end, ec] = std::to_chars(buf + prefix_.size(), buf + cap - 1, token);
+  if (ec != std::errc()) return -1;
+  *end = '\0';
+  return static_cast<int>(end - buf);
+}
+
+const char* Mux::next_reply(char* buf, std::size_t cap) const {
+  if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
+  if (format_reply(buf, cap, next_) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  return buf;
+}
+
+std::uint64_t Mux::commit(std::chrono::nanoseconds timeout, Waiter* waiter) {
+  const std::uint64_t token = next_++;
+  entries_.push_back(Entry{waiter, Clock::now() + timeout});
+  ++live_;
+  arm_sweep();
+  return token;
+}
+
+std::uint64_t Mux::send(std::string_view subject, std::string_view data, std::chrono::nanoseconds timeout, Waiter* waiter) {
+  if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
+  char reply[256];
+  if (format_reply(reply, sizeof reply, next_) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  const std::string subj(subject);
+  const natsStatus s = natsConnection_PublishRequest(bus_.nc(), subj.c_str(), reply, data.data(), static_cast<int>(data.size()));
+  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = "request", .subject = subj});
+  return commit(timeout, waiter);
+}
+
+Mux::Entry* Mux::find(std::uint64_t token) noexcept {
+  if (token < base_ || token >= next_) return nullptr;
+  Entry& e = entries_[static_cast<std::size_t>(token - base_)];
+  return e.waiter != nullptr ? &e : nullptr;
+}
+
+void Mux::trim() noexcept {
+  while (!entries_.empty() && entries_.front().waiter == nullptr) {
+    entries_.pop_front();
+    ++base_;
+  }
+}
+
+void Mux::complete(std::uint64_t token, MsgPtr reply, natsStatus status) noexcept {
+  Entry* e = find(token);
+  if (e == nullptr) return;
+  Waiter* w = e->waiter;
+  e->waiter = nullptr;
+  --live_;
+  trim();
+  w->on_reply(std::move(reply), status);
+}
+
+void Mux::cancel(std::uint64_t token) noexcept {
+  Entry* e = find(token);
+  if (e == nullptr) return;
+  e->waiter = nullptr;
+  --live_;
+  trim();
+}
+
+void Mux::on_msg_cb(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  const auto* tap = static_cast<Tap*>(closure);
+  tap->queue->post(Work{&Mux::deliver_work, reinterpret_cast<void*>(static_cast<std::uintptr_t>(tap->id)), msg});
+}
+
+void Mux::on_complete_cb(void* closure) { delete static_cast<Tap*>(closure); }
+
+void Mux::deliver_work(void* a, void* b, bool run) noexcept {
+  MsgPtr m(static_cast<natsMsg*>(b));
+  if (!run) return;
+  const auto it = t_muxes.find(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(a)));
+  if (it != t_muxes.end()) it->second->on_message(std::move(m));
+}
+
+void Mux::on_message(MsgPtr m) noexcept {
+  const char* subject = natsMsg_GetSubject(m.get());
+  const std::size_t len = std::strlen(subject);
+  if (len <= prefix_.size()) return;
+  std::uint64_t token = 0;
+  const char* first = subject + prefix_.size();
+  auto [ptr, ec] = std::from_chars(first, subject + len, token);
+  if (ec != std::errc() || ptr != subject + len) return;
+  const natsStatus status = natsMsg_IsNoResponders(m.get()) ? NATS_NO_RESPONDERS : NATS_OK;
+  if (status != NATS_OK) m.reset();
+  complete(token, std::move(m), status);
+}
+
+void Mux::arm_sweep() {
+  if (sweep_timer_) return;
+  Loop* loop = bus_.loop();
+  if (loop == nullptr) return;
+  sweep_timer_ = loop->add_timer(Clock::now() + kSweepPeriod, Work{&Mux::sweep_work, this, nullptr});
+}
+
+void Mux::sweep_work(void* a, void*, bool run) noexcept {
+  auto* mux = static_cast<Mux*>(a);
+  mux->sweep_timer_ = {};
+  if (run) mux->sweep();
+}
+
+void Mux::sweep() noexcept {
+  const auto now = Clock::now();
+  for (std::uint64_t t = base_; t < next_; ++t) {
+    Entry* e = find(t);
+    if (e != nullptr && e->deadline <= now) complete(t, nullptr, NATS_TIMEOUT);
+  }
+  if (live_ > 0) arm_sweep();
+}
+
+}  // namespace natbus::detail

@@ -1,0 +1,94 @@
+// Request/reply multiplexer: one wildcard subscription "<inbox_prefix>.<random>.*" per bus; each
+// request gets the reply subject "<prefix>.<token>". Used for PubAcks, JetStream API calls,
+// double acks and core requests. No thread waits anywhere.
+//
+// Unlike consumer subscriptions this one is asynchronous: cnats' natsSubscription_NextMsg
+// destroys a no-responders (503) status and only returns NATS_NO_RESPONDERS, so a synchronous
+// subscription could not tell which request it answered. The delivery callback only posts the
+// message to the loop (batched per loop iteration); the Mux is found there by id, so a reply
+// arriving after the Mux is gone is simply dropped.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+
+#include "cnats.hpp"
+#include "loop.hpp"
+
+namespace natbus::detail {
+
+class BusCore;
+
+class Mux {
+ public:
+  /// Completion target of one request. on_reply() runs on the loop thread, exactly once, unless
+  /// the request is cancelled first. `reply` is null when status is not NATS_OK
+  /// (NATS_TIMEOUT, NATS_NO_RESPONDERS, NATS_CONNECTION_CLOSED).
+  class Waiter {
+   public:
+    virtual void on_reply(MsgPtr reply, natsStatus status) noexcept = 0;
+
+   protected:
+    Waiter() = default;
+    Waiter(const Waiter&) = default;
+    Waiter& operator=(const Waiter&) = default;
+    ~Waiter() = default;
+  };
+
+  explicit Mux(BusCore& bus) : bus_(bus) {}
+  Mux(const Mux&) = delete;
+  Mux& operator=(const Mux&) = delete;
+  ~Mux();
+
+  /// Subscribes the reply wildcard on the bus' connection.
+  void start(natsConnection* nc, std::string_view inbox_prefix);
+  /// Fails every outstanding request with `status` and drops the subscription.
+  void stop(natsStatus status) noexcept;
+
+  /// Two-step send for messages built by the caller (headers): write the reply subject of the
+  /// next request into `buf` (NUL-terminated), publish the message with it, then commit().
+  /// Nothing else may be sent in between (the loop is single-threaded, so just do not suspend).
+  const char* next_reply(char* buf, std::size_t cap) const;
+  /// Registers `waiter` for the reply subject last handed out by next_reply(); returns its token.
+  std::uint64_t commit(std::chrono::nanoseconds timeout, Waiter* waiter);
+  /// Publishes a plain payload as a request and registers `waiter`. Throws on a publish error
+  /// (the waiter is then not registered).
+  std::uint64_t send(std::string_view subject, std::string_view data, std::chrono::nanoseconds timeout, Waiter* waiter);
+  /// Forgets a request (its waiter is going away). Safe for tokens already completed.
+  void cancel(std::uint64_t token) noexcept;
+
+  [[nodiscard]] std::size_t outstanding() const noexcept { return live_; }
+
+ private:
+  struct Entry {
+    Waiter* waiter = nullptr;
+    Clock::time_point deadline{};
+  };
+  Entry* find(std::uint64_t token) noexcept;
+  void on_message(MsgPtr m) noexcept;
+  static void on_msg_cb(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  static void on_complete_cb(void* closure);
+  static void deliver_work(void* a, void* b, bool run) noexcept;
+  void complete(std::uint64_t token, MsgPtr reply, natsStatus status) noexcept;
+  void arm_sweep();
+  static void sweep_work(void* a, void*, bool run) noexcept;
+  void sweep() noexcept;
+  void trim() noexcept;
+  int format_reply(char* buf, std::size_t cap, std::uint64_t token) const noexcept;
+
+  BusCore& bus_;
+  natsSubscription* sub_ = nullptr;
+  std::uint64_t id_ = 0;       // key of this Mux in the loop thread's registry
+  std::string prefix_;         // "<inbox_prefix>.<random>."
+  std::deque<Entry> entries_;  // entries_[i] is token base_ + i
+  std::uint64_t base_ = 1;
+  std::uint64_t next_ = 1;
+  std::size_t live_ = 0;
+  TimerKey sweep_timer_{};
+};
+
+}  // namespace natbus::detail

@@ -1,0 +1,326 @@
+// JetStream publishing: every publish is pipelined through the Mux (its PubAck is a reply on
+// the bus' inbox); publish() is publish_async() plus an immediate await of the future.
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "bus_core.hpp"
+#include "request.hpp"
+#include "validate.hpp"
+
+namespace natbus::detail {
+
+/// One publish waiting for its PubAck. Referenced by the Mux entry (until the reply or the
+/// timeout) and by its PublishFuture (until awaited or dropped).
+struct PubSlot final : Mux::Waiter {
+  static void* operator new(std::size_t size) { return frame_alloc(size); }
+  static void operator delete(void* ptr, std::size_t size) noexcept { frame_free(ptr, size); }
+
+  explicit PubSlot(BusCore* b) noexcept : bus(b) { bus->add_ref(); }
+  PubSlot(const PubSlot&) = delete;
+  PubSlot& operator=(const PubSlot&) = delete;
+  ~PubSlot() { bus->release(); }
+
+  void add_ref() noexcept { ++refs; }
+  void release() noexcept {
+    if (--refs == 0) delete this;
+  }
+
+  void on_reply(MsgPtr reply, natsStatus status) noexcept override;
+  void settle() noexcept {
+    done = true;
+    bus->publish_settled();
+    if (waiter) {
+      if (Loop* loop = bus->loop(); loop != nullptr) loop->schedule(std::exchange(waiter, {}));
+    }
+    release();  // the Mux's reference
+  }
+
+  int refs = 1;
+  bool done = false;
+  BusCore* bus;
+  std::string subject;
+  PubAck ack;
+  std::exception_ptr error;
+  std::coroutine_handle<> waiter{};
+};
+
+namespace {
+
+// Fast path for the common PubAck {"stream":"S","seq":N} / {"stream":"S","seq":N,"duplicate":true}
+// / with "domain"; anything else (errors) goes through nlohmann.
+bool parse_puback_fast(std::string_view s, PubAck& out) {
+  if (s.size() < 2 || s.front() != '{' || s.back() != '}' || s.find("\"error\"") != std::string_view::npos) return false;
+  bool have_stream = false;
+  bool have_seq = false;
+  std::size_t i = 1;
+  auto skip_ws = [&] {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) ++i;
+  };
+  auto read_string = [&](std::string_view& v) -> bool {
+    if (i >= s.size() || s[i] != '"') return false;
+    const std::size_t start = ++i;
+    while (i < s.size() && s[i] != '"') {
+      if (s[i] == '\\') return false;  // escapes: leave it to the full parser
+      ++i;
+    }
+    if (i >= s.size()) return false;
+    v = s.substr(start, i - start);
+    ++i;
+    return true;
+  };
+  for (;;) {
+    skip_ws();
+    std::string_view key;
+    if (!read_string(key)) return false;
+    skip_ws();
+    if (i >= s.size() || s[i] != ':') return false;
+    ++i;
+    skip_ws();
+    if (key == "stream" || key == "domain") {
+      std::string_view v;
+      if (!read_string(v)) return false;
+      if (key == "stream") {
+        out.stream.assign(v);
+        have_stream = true;
+      } else {
+        out.domain.assign(v);
+      }
+    } else if (key == "seq") {
+      auto [p, ec] = std::from_chars(s.data() + i, s.data() + s.size(), out.sequence);
+      if (ec != std::errc()) return false;
+      i = static_cast<std::size_t>(p - s.data());
+      have_seq = true;
+    } else if (key == "duplicate") {
+      if (s.substr(i, 4) == "true") {
+        out.duplicate = true;
+        i += 4;
+      } else if (s.substr(i, 5) == "false") {
+        i += 5;
+      } else {
+        return false;
+      }
+    } else {
+      return false;
+    }
+    skip_ws();
+    if (i < s.size() && s[i] == ',') {
+      ++i;
+      continue;
+    }
+    return i + 1 == s.size() && s[i] == '}' && have_stream && have_seq;
+  }
+}
+
+}  // namespace
+
+void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
+  ErrorContext ctx;
+  ctx.operation = "publish";
+  ctx.subject = subject;
+  try {
+    switch (status) {
+      case NATS_OK: {
+        const char* data = natsMsg_GetData(reply.get());
+        const std::string_view body(data == nullptr ? "" : data, static_cast<std::size_t>(natsMsg_GetDataLength(reply.get())));
+        if (parse_puback_fast(body, ack)) break;
+        const auto j = nlohmann::json::parse(body, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) {
+          ctx.server_text = std::string(body.substr(0, 200));
+          throw Error(errc::protocol, "unreadable PubAck", ctx);
+        }
+        if (auto it = j.find("error"); it != j.end() && it->is_object()) {
+          ctx.js_code = it->value("err_code", 0);
+          ctx.api_code = it->value("code", 0);
+          ctx.server_text = it->value("description", std::string("unknown error"));
+          if (ctx.api_code == 503) {
+            throw NoStreamError("JetStream is temporarily unavailable for this stream (leader election?): retry with the same msg_id", ctx);
+          }
+          throw JetStreamError(ctx.server_text, ctx);
+        }
+        ack.stream = j.value("stream", std::string());
+        ack.sequence = j.value("seq", std::uint64_t{0});
+        ack.duplicate = j.value("duplicate", false);
+        ack.domain = j.value("domain", std::string());
+        break;
+      }
+      case NATS_NO_RESPONDERS:
+        // cnats 3.4 reports this with the misleading jerr 10076 ("JetStream not enabled").
+        throw NoStreamError(
+            "no stream took the message: no stream captures this subject, or its leader is being elected "
+            "(retry with the same msg_id)",
+            ctx);
+      case NATS_TIMEOUT:
+        throw TimeoutError(fmt::format("no PubAck within {} ms (publish_timeout); the message may or may not be stored: "
+                                       "retry with the same msg_id",
+                                       bus->config().publish_timeout.count()),
+                           ctx);
+      default:
+        throw ClosedError("the connection closed before the PubAck arrived; the message may or may not be stored", ctx);
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  settle();
+}
+
+void BusCore::publish_settled() noexcept {
+  --pub_inflight_;
+  if (loop_ == nullptr) return;
+  pub_window_.wake_one(*loop_);
+  if (pub_inflight_ == 0) pub_all_settled_.wake_all(*loop_);
+}
+
+bool BusCore::seen_recently(const std::string& correlation_id) {
+  const auto now = Clock::now();
+  if (now - dedupe_swept_ > cfg_.dedupe_window) {
+    std::erase_if(dedupe_, [&](const auto& kv) { return now - kv.second > cfg_.dedupe_window; });
+    dedupe_swept_ = now;
+  }
+  auto [it, inserted] = dedupe_.try_emplace(correlation_id, now);
+  if (inserted) return false;
+  if (now - it->second <= cfg_.dedupe_window) return true;
+  it->second = now;
+  return false;
+}
+
+MsgPtr BusCore::to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const {
+  natsMsg* raw = nullptr;
+  const auto payload = msg.payload();
+  natsStatus s = natsMsg_Create(&raw, msg.subject().c_str(), reply, payload.data(), static_cast<int>(payload.size()));
+  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = msg.subject()});
+  MsgPtr m(raw);
+  for (const auto& [k, v] : msg.headers()) {
+    s = natsMsgHeader_Add(raw, k.c_str(), v.c_str());
+    if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = msg.subject()}, "setting a header");
+  }
+  return m;
+}
+
+std::int64_t BusCore::max_payload() const noexcept { return nc_ != nullptr ? natsConnection_GetMaxPayload(nc_) : 0; }
+
+namespace {
+
+/// Waits for room in the publish window.
+class WindowAwaiter {
+ public:
+  explicit WindowAwaiter(BusCore& bus, WaitList& list) noexcept : bus_(bus), wait_(list) {}
+  [[nodiscard]] bool await_ready() const noexcept {
+    return bus_.pending_publishes() < static_cast<std::size_t>(bus_.config().max_pending_publishes);
+  }
+  void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
+  void await_resume() noexcept { wait_.await_resume(); }
+
+ private:
+  BusCore& bus_;
+  WaitOn wait_;
+};
+
+std::size_t wire_size(const BusMessage& m) {
+  std::size_t n = m.payload().size();
+  if (!m.headers().empty()) {
+    n += 12;  // "NATS/1.0\r\n" + final "\r\n"
+    for (const auto& [k, v] : m.headers()) n += k.size() + v.size() + 4;
+  }
+  return n;
+}
+
+}  // namespace
+
+class PublishWindow {
+ public:
+  static WaitList& window(BusCore& b) { return b.pub_window_; }
+  static WaitList& settled(BusCore& b) { return b.pub_all_settled_; }
+  static std::size_t& inflight(BusCore& b) { return b.pub_inflight_; }
+};
+
+Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
+  const std::string_view op = "publish";
+  ensure_open(op);
+  if (cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty() && seen_recently(std::string(msg.correlation_id()))) {
+    // Python's dedupe_window: a publish whose correlation id was published within the window
+    // is dropped; report it as a duplicate without touching the server.
+    log(LogLevel::debug, "publish_deduplicated", {{"subject", msg.subject()}, {"correlation_id", std::string(msg.correlation_id())}});
+    auto* slot = new PubSlot(this);
+    slot->done = true;
+    slot->ack.duplicate = true;
+    co_return PublishFuture(slot);
+  }
+  const auto size = wire_size(msg);
+  if (const auto max = max_payload(); max > 0 && size > static_cast<std::size_t>(max)) {
+    throw PayloadTooLargeError(
+        fmt::format("message of {} bytes (payload and headers) exceeds the server's max_payload of {} bytes", size, max),
+        ErrorContext{.operation = std::string(op), .subject = msg.subject()});
+  }
+  co_await WindowAwaiter(*this, PublishWindow::window(*this));
+  ensure_open(op);  // the bus may have closed while we waited
+
+  auto* slot = new PubSlot(this);  // reference for the Mux
+  slot->subject = msg.subject();
+  try {
+    char reply[256];
+    const char* r = mux_.next_reply(reply, sizeof reply);
+    MsgPtr m = to_nats_msg(msg, r, op);
+    const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
+    if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = msg.subject()});
+    mux_.commit(std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.publish_timeout), slot);
+  } catch (...) {
+    slot->release();
+    throw;
+  }
+  ++pub_inflight_;
+  slot->add_ref();  // reference for the future
+  co_return PublishFuture(slot);
+}
+
+Task<void> BusCore::publish_async_complete(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (pub_inflight_ > 0) {
+    if (!co_await WaitUntil(pub_all_settled_, deadline)) {
+      throw TimeoutError(fmt::format("{} publishes still wait for their PubAck after {} ms", pub_inflight_, timeout.count()),
+                         ErrorContext{.operation = "publish_async_complete"});
+    }
+  }
+}
+
+}  // namespace natbus::detail
+
+namespace natbus {
+
+PublishFuture& PublishFuture::operator=(PublishFuture&& other) noexcept {
+  if (this != &other) {
+    if (slot_ != nullptr) slot_->release();
+    slot_ = std::exchange(other.slot_, nullptr);
+  }
+  return *this;
+}
+
+PublishFuture::~PublishFuture() {
+  if (slot_ != nullptr) slot_->release();
+}
+
+bool PublishFuture::ready() const noexcept { return slot_ != nullptr && slot_->done; }
+
+PublishFuture::Awaiter::~Awaiter() {
+  if (slot_ != nullptr) {
+    if (suspended_ && slot_->waiter) slot_->waiter = {};
+    slot_->release();
+  }
+}
+
+bool PublishFuture::Awaiter::await_ready() const noexcept { return slot_ == nullptr || slot_->done; }
+
+void PublishFuture::Awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
+  suspended_ = true;
+  slot_->waiter = h;
+}
+
+PubAck PublishFuture::Awaiter::await_resume() {
+  suspended_ = false;
+  if (slot_ == nullptr) throw std::logic_error("natbus::PublishFuture: awaited twice or empty");
+  if (slot_->error) std::rethrow_exception(slot_->error);
+  return std::move(slot_->ack);
+}
+
+}  // namespace natbus

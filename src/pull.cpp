@@ -1,0 +1,379 @@
+// Pull consumers on the JetStream pull protocol, over a core subscription on a private inbox.
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "consumer.hpp"
+#include "request.hpp"
+
+namespace natbus::detail {
+
+namespace {
+
+constexpr auto kLostGrace = std::chrono::milliseconds(2000);
+constexpr auto kBackoff = std::chrono::milliseconds(1000);
+
+std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
+
+bool is_status(natsMsg* m) {
+  if (natsMsg_GetDataLength(m) != 0) return false;
+  const char* s = nullptr;
+  return natsMsgHeader_Get(m, "Status", &s) == NATS_OK && s != nullptr;
+}
+
+}  // namespace
+
+Task<void> PullCore::start(ConsumerSpec spec, int batch, std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat) {
+  BusCore& bus = *bus_;
+  subject_ = spec.filter_subject;
+  stream_ = spec.stream;
+  durable_ = spec.durable;
+  batch_ = batch;
+  expires_ = expires;
+  heartbeat_ = heartbeat;
+  co_await ensure_consumer(bus, spec);
+  spec_ = spec;
+  bus.ensure_open(spec.op);
+  inbox_ = bus.new_inbox() + ".";
+  next_subject_ = bus.api_subject(fmt::format("CONSUMER.MSG.NEXT.{}.{}", stream_, durable_));
+  natsSubscription* sub = nullptr;
+  const std::string wildcard = inbox_ + "*";
+  const natsStatus s = natsConnection_SubscribeSync(&sub, bus.nc(), wildcard.c_str());
+  if (s != NATS_OK) {
+    ErrorContext ctx;
+    ctx.operation = spec.op;
+    ctx.stream = stream_;
+    ctx.durable = durable_;
+    throw_status(s, ctx, "subscribing to the pull inbox");
+  }
+  natsSubscription_SetPendingLimits(sub, -1, -1);  // bounded by the two requests in flight
+  sub_ = sub;
+  active_ = true;
+  bus.add_sink(this);
+  bus.register_sub(this);
+  arm_watchdog();
+  if (handler_) request_more();
+  log(LogLevel::info, "sub_started",
+      {{"kind", handler_ ? "pull" : "pull_fetch"},
+       {"subject", subject_},
+       {"stream", stream_},
+       {"durable", durable_},
+       {"batch", std::to_string(batch_)},
+       {"expires_ms", std::to_string(expires_.count())},
+       {"manual_ack", manual_ack_ ? "true" : "false"}});
+}
+
+PullCore::Request* PullCore::find_request(std::uint64_t id) noexcept {
+  for (auto& r : requests_) {
+    if (r.id == id) return &r;
+  }
+  return nullptr;
+}
+
+void PullCore::erase_request(std::uint64_t id) noexcept {
+  std::erase_if(requests_, [id](const Request& r) { return r.id == id; });
+}
+
+std::uint64_t PullCore::send_request(int batch, std::chrono::milliseconds expires, bool no_wait) {
+  const std::uint64_t id = next_request_++;
+  nlohmann::json body = {{"batch", batch}};
+  if (no_wait) {
+    body["no_wait"] = true;
+  } else {
+    body["expires"] = ns(expires);
+    if (heartbeat_.count() > 0 && heartbeat_ * 2 <= expires) body["idle_heartbeat"] = ns(heartbeat_);
+  }
+  const std::string reply = inbox_ + std::to_string(id);
+  const std::string data = body.dump();
+  const natsStatus s =
+      natsConnection_PublishRequest(bus_->nc(), next_subject_.c_str(), reply.c_str(), data.data(), static_cast<int>(data.size()));
+  if (s != NATS_OK) {
+    ErrorContext ctx;
+    ctx.operation = "pull";
+    ctx.stream = stream_;
+    ctx.durable = durable_;
+    throw_status(s, ctx, "sending a pull request");
+  }
+  const auto now = Clock::now();
+  requests_.push_back(Request{id, batch, now + (no_wait ? bus_->config().js_api_timeout : expires), now});
+  return id;
+}
+
+void PullCore::consume_credit() noexcept {
+  if (requests_.empty()) return;  // a late message of a request we gave up on
+  Request& r = requests_.front();
+  r.last_seen = Clock::now();
+  if (--r.remaining <= 0) {
+    const std::uint64_t id = r.id;
+    requests_.pop_front();
+    if (fetch_ != nullptr && fetch_->request == id) fetch_->finished = true;
+  }
+}
+
+void PullCore::request_more() noexcept {
+  if (!handler_ || !active_ || backoff_timer_ || recovering_ || sub_ == nullptr) return;
+  int queued = 0;
+  natsSubscription_GetPending(sub_, &queued, nullptr);
+  int outstanding = 0;
+  for (const auto& r : requests_) outstanding += r.remaining;
+  // Keep the next batch requested while this one is handled: at most two batches ahead.
+  try {
+    while (queued + outstanding <= batch_ && requests_.size() < 2) {
+      send_request(batch_, expires_, false);
+      outstanding += batch_;
+    }
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, "pull_request_failed", {{"stream", stream_}, {"durable", durable_}, {"error", e.what()}});
+  }
+}
+
+void PullCore::on_status(natsMsg* m) noexcept {
+  const char* subject = natsMsg_GetSubject(m);
+  const std::string_view subj(subject == nullptr ? "" : subject);
+  std::uint64_t id = 0;
+  if (subj.size() > inbox_.size()) {
+    const std::string_view tail = subj.substr(inbox_.size());
+    std::from_chars(tail.data(), tail.data() + tail.size(), id);
+  }
+  const char* code_c = nullptr;
+  const char* desc_c = nullptr;
+  natsMsgHeader_Get(m, "Status", &code_c);
+  natsMsgHeader_Get(m, "Description", &desc_c);
+  const std::string_view code(code_c == nullptr ? "" : code_c);
+  const std::string desc(desc_c == nullptr ? "" : desc_c);
+  Request* r = find_request(id);
+  if (code == "100") {  // idle heartbeat of a waiting request
+    if (r != nullptr) r->last_seen = Clock::now();
+    return;
+  }
+  if (r == nullptr) return;  // the status of a request already given up on: stale, ignore
+  erase_request(id);
+  const bool ends_fetch = fetch_ != nullptr && fetch_->request == id;
+  if (code == "404" || code == "408") {  // no messages / request expired: nothing wrong
+    if (ends_fetch) fetch_->finished = true;
+    return;
+  }
+  const bool leadership = desc.find("Leadership Change") != std::string::npos;
+  const bool deleted = desc.find("Consumer Deleted") != std::string::npos || code == "503";
+  const bool max_waiting = desc.find("MaxWaiting") != std::string::npos;
+  if (ends_fetch) {
+    fetch_->finished = true;
+    if (!leadership && !max_waiting) {
+      ErrorContext ctx;
+      ctx.operation = "fetch";
+      ctx.stream = stream_;
+      ctx.durable = durable_;
+      ctx.server_text = fmt::format("{} {}", code, desc);
+      fetch_->error = std::make_exception_ptr(
+          code == "503" ? Error(errc::not_found, "no JetStream consumer answered the pull request (consumer or stream deleted?)", ctx)
+                        : Error(errc::jetstream, fmt::format("pull request refused: {} {}", code, desc), ctx));
+    }
+  }
+  if (leadership) {
+    log(LogLevel::info, "pull_leadership_change", {{"stream", stream_}, {"durable", durable_}});
+    return;  // request_more() re-pulls at once
+  }
+  log(deleted ? LogLevel::error : LogLevel::warn, "pull_request_refused",
+      {{"stream", stream_}, {"durable", durable_}, {"status", std::string(code)}, {"description", desc}});
+  if (deleted) {
+    recover();
+    return;
+  }
+  // MaxWaiting, MaxRequestBatch, MaxBytes...: back off instead of hammering the server.
+  if (handler_ && !backoff_timer_ && bus_->loop() != nullptr) {
+    add_ref();
+    backoff_timer_ = bus_->loop()->add_timer(Clock::now() + kBackoff, Work{&PullCore::resume_requests, this, nullptr});
+  }
+}
+
+void PullCore::resume_requests(void* a, void*, bool run) noexcept {
+  auto* self = static_cast<PullCore*>(a);
+  self->backoff_timer_ = {};
+  if (run) self->request_more();
+  self->release();
+}
+
+void PullCore::pump() noexcept {
+  if (pumping_ || sub_ == nullptr) return;
+  pumping_ = true;
+  MsgPtr m;
+  for (;;) {
+    if (handler_) {
+      if (!active_ || running_ >= max_concurrency_) break;
+    } else if (fetch_ == nullptr || fetch_->finished) {
+      break;  // fetch mode: messages wait in the queue for the next fetch
+    }
+    if (!next_message(m)) break;
+    if (is_status(m.get())) {
+      on_status(m.get());
+      continue;
+    }
+    consume_credit();
+    if (handler_) {
+      try {
+        dispatch(std::move(m));
+      } catch (const std::exception& e) {
+        log(LogLevel::error, "sub_dispatch_failed", {{"durable", durable_}, {"error", e.what()}});
+      }
+    } else {
+      try {
+        fetch_->msgs.emplace_back(new MsgImpl(std::move(m), bus_.get()));
+      } catch (const std::bad_alloc&) {
+        fetch_->error = std::current_exception();
+        fetch_->finished = true;
+      }
+      if (static_cast<int>(fetch_->msgs.size()) >= fetch_->batch) fetch_->finished = true;
+    }
+  }
+  pumping_ = false;
+  if (fetch_ != nullptr && fetch_->finished && bus_->loop() != nullptr) fetch_->wake.wake_all(*bus_->loop());
+  if (handler_ && active_) request_more();
+}
+
+void PullCore::on_reconnected() noexcept {
+  // Waiting requests belonged to the old connection: assume them lost and ask again. Late
+  // messages of old requests are still handled normally when they come.
+  requests_.clear();
+  if (fetch_ != nullptr) {
+    fetch_->finished = true;
+    if (bus_->loop() != nullptr) fetch_->wake.wake_all(*bus_->loop());
+  }
+  request_more();
+}
+
+void PullCore::arm_watchdog() {
+  Loop* loop = bus_->loop();
+  if (loop == nullptr || watchdog_timer_) return;
+  const auto period =
+      std::max(std::chrono::milliseconds(250), std::min(heartbeat_.count() > 0 ? heartbeat_ : expires_, std::chrono::milliseconds(5000)));
+  add_ref();
+  watchdog_timer_ = loop->add_timer(Clock::now() + period, Work{&PullCore::watchdog, this, nullptr});
+}
+
+void PullCore::watchdog(void* a, void*, bool run) noexcept {
+  auto* self = static_cast<PullCore*>(a);
+  self->watchdog_timer_ = {};
+  if (run && self->active_) {
+    const auto now = Clock::now();
+    int queued = 0;
+    if (self->sub_ != nullptr) natsSubscription_GetPending(self->sub_, &queued, nullptr);
+    const bool busy = queued > 0 || self->running_ > 0;
+    std::erase_if(self->requests_, [&](const Request& r) {
+      // A request whose heartbeats stopped (server restart, lost interest) or that outlived its
+      // expiry without a 408 is gone: replace it.
+      const bool hb_lost =
+          self->heartbeat_.count() > 0 && !busy && now - r.last_seen > 2 * self->heartbeat_ + std::chrono::milliseconds(500);
+      const bool expired = now > r.expires_at + kLostGrace;
+      if ((hb_lost || expired) && self->fetch_ != nullptr && self->fetch_->request == r.id) self->fetch_->finished = true;
+      if (hb_lost || expired) {
+        log(LogLevel::debug, "pull_request_lost", {{"durable", self->durable_}, {"request", std::to_string(r.id)}});
+      }
+      return hb_lost || expired;
+    });
+    if (self->fetch_ != nullptr && self->fetch_->finished && self->bus_->loop() != nullptr) {
+      self->fetch_->wake.wake_all(*self->bus_->loop());
+    }
+    self->request_more();
+    self->arm_watchdog();
+  }
+  self->release();
+}
+
+namespace {
+Detached run_recovery(Task<void> attempt) { co_await attempt; }
+}  // namespace
+
+Task<void> PullCore::recover_loop(Ref<PullCore> self) {
+  while (self->active_ && self->bus_->is_open()) {
+    bool ok = false;
+    try {
+      ConsumerSpec spec = self->spec_;
+      co_await ensure_consumer(*self->bus_, spec);
+      log(LogLevel::info, "pull_consumer_recovered", {{"stream", self->stream_}, {"durable", self->durable_}});
+      ok = true;
+    } catch (const std::exception& e) {
+      log(LogLevel::error, "pull_consumer_recover_failed", {{"stream", self->stream_}, {"durable", self->durable_}, {"error", e.what()}});
+    }
+    if (ok) break;
+    co_await natbus::sleep(std::chrono::seconds(2));
+  }
+  self->recovering_ = false;
+  self->request_more();
+}
+
+void PullCore::recover() noexcept {
+  if (recovering_ || !active_ || bus_->loop() == nullptr) return;
+  recovering_ = true;
+  requests_.clear();
+  try {
+    run_recovery(recover_loop(Ref<PullCore>(this)));
+  } catch (...) {
+    recovering_ = false;
+  }
+}
+
+void PullCore::stop() noexcept {
+  Loop* loop = bus_->loop();
+  int releases = 0;
+  if (watchdog_timer_ && loop != nullptr && loop->cancel_timer(watchdog_timer_)) ++releases;
+  if (backoff_timer_ && loop != nullptr && loop->cancel_timer(backoff_timer_)) ++releases;
+  watchdog_timer_ = {};
+  backoff_timer_ = {};
+  requests_.clear();
+  if (fetch_ != nullptr) {
+    fetch_->finished = true;
+    if (loop != nullptr) fetch_->wake.wake_all(*loop);
+  }
+  SubCore::stop();
+  // Callers hold a reference: dropping the timers' ones cannot free `this` here.
+  for (int i = 0; i < releases; ++i) release();
+}
+
+Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milliseconds timeout, bool no_wait_only) {
+  Ref<PullCore> keep(this);
+  ErrorContext ctx;
+  ctx.operation = no_wait_only ? "fetch_no_wait" : "fetch";
+  ctx.stream = stream_;
+  ctx.durable = durable_;
+  while (fetch_ != nullptr) co_await WaitOn(fetch_queue_);
+  if (!active_ || sub_ == nullptr) throw ClosedError("the pull subscription is closed", ctx);
+  bus_->ensure_open(ctx.operation);
+  Fetch f;
+  f.batch = batch;
+  fetch_ = &f;
+  struct Release {
+    PullCore& core;
+    ~Release() {
+      core.fetch_ = nullptr;
+      if (core.bus_->loop() != nullptr) core.fetch_queue_.wake_one(*core.bus_->loop());
+    }
+  } release_fetch{*this};
+
+  auto run_step = [&](bool no_wait, Clock::time_point deadline) -> Task<void> {
+    f.finished = false;
+    f.request = send_request(batch, timeout, no_wait);
+    while (!f.finished) {
+      pump();
+      if (f.finished) break;
+      if (!co_await WaitUntil(f.wake, deadline)) {
+        erase_request(f.request);
+        break;
+      }
+    }
+  };
+  // Messages left from an earlier request come first.
+  pump();
+  if (f.msgs.empty()) {
+    // 1. Whatever is available right now (the server answers at once).
+    co_await run_step(true, Clock::now() + bus_->config().js_api_timeout);
+  }
+  if (f.msgs.empty() && !no_wait_only && !f.error) {
+    // 2. Wait up to `timeout` on the server for the batch.
+    co_await run_step(false, Clock::now() + timeout + std::chrono::milliseconds(1000));
+  }
+  if (f.error) std::rethrow_exception(f.error);
+  co_return std::move(f.msgs);
+}
+
+}  // namespace natbus::detail

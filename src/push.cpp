@@ -1,0 +1,160 @@
+// Push consumers: durable (bound by name) and ephemeral.
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "consumer.hpp"
+#include "natbus/task.hpp"
+
+namespace natbus::detail {
+
+Task<void> PushCore::start(ConsumerSpec spec) {
+  BusCore& bus = *bus_;
+  subject_ = spec.filter_subject;
+  stream_ = spec.stream;
+  durable_ = spec.durable;
+  queue_ = spec.queue;
+  idle_heartbeat_ = spec.idle_heartbeat;
+  ErrorContext ctx;
+  ctx.operation = spec.op;
+  ctx.subject = spec.filter_subject;
+  ctx.stream = spec.stream;
+  ctx.durable = spec.durable;
+
+  ConsumerInfo info = co_await ensure_consumer(bus, spec);
+  if (durable_.empty()) durable_ = info.name;  // ephemeral: the server's name, for logs
+
+  // A durable without deliver group delivers to one subscriber only. When the server still
+  // thinks an earlier subscriber is alive (a frozen or partitioned pod), wait for it to let go.
+  if (!spec.durable.empty() && spec.queue.empty() && info.push_bound) {
+    const auto started = Clock::now();
+    const auto deadline = started + spec.bind_timeout;
+    auto backoff = std::chrono::milliseconds(100);
+    log(LogLevel::warn, "js_consumer_bound_elsewhere",
+        {{"stream", spec.stream},
+         {"durable", spec.durable},
+         {"action", fmt::format("retrying for up to {} ms", spec.bind_timeout.count())}});
+    for (;;) {
+      if (Clock::now() + backoff > deadline) {
+        throw AlreadyBoundError(
+            fmt::format("durable is still bound to another subscriber after {} ms (bind_timeout). Another live process "
+                        "uses it, or the server has not yet noticed that a frozen one is gone (it does after ping_interval x "
+                        "ping_max of the server). Use a queue group to share a durable between processes",
+                        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()),
+            ctx);
+      }
+      co_await natbus::sleep(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+      info = co_await bus.consumer_info(spec.stream, spec.durable);
+      if (!info.push_bound) break;
+    }
+    log(LogLevel::info, "js_consumer_released",
+        {{"stream", spec.stream},
+         {"durable", spec.durable},
+         {"waited_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count())}});
+  }
+
+  bus.ensure_open(spec.op);
+  natsSubscription* sub = nullptr;
+  const natsStatus s = spec.queue.empty()
+                           ? natsConnection_SubscribeSync(&sub, bus.nc(), spec.deliver_subject.c_str())
+                           : natsConnection_QueueSubscribeSync(&sub, bus.nc(), spec.deliver_subject.c_str(), spec.queue.c_str());
+  if (s != NATS_OK) throw_status(s, ctx, "subscribing to the deliver subject");
+  // The server bounds what is in flight by max_ack_pending; cnats' queue must hold that much.
+  const int limit = spec.max_ack_pending > 65536 ? spec.max_ack_pending : 65536;
+  natsSubscription_SetPendingLimits(sub, limit, -1);
+  sub_ = sub;
+  active_ = true;
+  bus.add_sink(this);
+  bus.register_sub(this);
+  if (idle_heartbeat_.count() > 0) arm_heartbeat_watch();
+  log(LogLevel::info, "sub_started",
+      {{"kind", spec.durable.empty() ? "ephemeral_push" : "push"},
+       {"subject", subject_},
+       {"stream", stream_},
+       {"durable", durable_},
+       {"queue", queue_},
+       {"manual_ack", manual_ack_ ? "true" : "false"},
+       {"max_concurrency", std::to_string(max_concurrency_)}});
+}
+
+bool PushCore::handle_control(natsMsg* m) noexcept {
+  // Status messages (idle heartbeat, flow control) have no payload and a Status header.
+  if (natsMsg_GetDataLength(m) != 0) return false;
+  const char* status = nullptr;
+  if (natsMsgHeader_Get(m, "Status", &status) != NATS_OK || status == nullptr) return false;
+  last_activity_ = Clock::now();
+  hb_warned_ = false;
+  const char* desc = nullptr;
+  natsMsgHeader_Get(m, "Description", &desc);
+  if (std::strcmp(status, "100") == 0 && desc != nullptr && std::strstr(desc, "FlowControl") != nullptr) {
+    // Answering when we take it off the queue (not when it arrives) is the backpressure.
+    if (const char* reply = natsMsg_GetReply(m); reply != nullptr && bus_->nc() != nullptr) {
+      natsConnection_Publish(bus_->nc(), reply, nullptr, 0);
+    }
+  } else if (std::strcmp(status, "100") == 0 && desc != nullptr && std::strstr(desc, "Idle Heartbeat") != nullptr) {
+    // The heartbeat may carry a stalled flow control reply subject.
+    const char* fc = nullptr;
+    if (natsMsgHeader_Get(m, "Nats-Consumer-Stalled", &fc) == NATS_OK && fc != nullptr && bus_->nc() != nullptr) {
+      natsConnection_Publish(bus_->nc(), fc, nullptr, 0);
+    }
+  }
+  return true;
+}
+
+void PushCore::pump() noexcept {
+  if (!active_ || pumping_) return;
+  pumping_ = true;
+  MsgPtr m;
+  while (active_ && running_ < max_concurrency_ && next_message(m)) {
+    if (handle_control(m.get())) continue;
+    last_activity_ = Clock::now();
+    try {
+      dispatch(std::move(m));
+    } catch (const std::exception& e) {
+      log(LogLevel::error, "sub_dispatch_failed", {{"durable", durable_}, {"error", e.what()}});
+    }
+  }
+  pumping_ = false;
+}
+
+void PushCore::stop() noexcept {
+  // Callers hold a reference, so dropping the timer's own one here cannot free `this`.
+  const bool cancelled = hb_timer_ && bus_->loop() != nullptr && bus_->loop()->cancel_timer(hb_timer_);
+  hb_timer_ = {};
+  SubCore::stop();
+  if (cancelled) release();
+}
+
+void PushCore::arm_heartbeat_watch() {
+  Loop* loop = bus_->loop();
+  if (loop == nullptr) return;
+  last_activity_ = Clock::now();
+  add_ref();  // the timer's reference
+  hb_timer_ = loop->add_timer(Clock::now() + idle_heartbeat_, Work{&PushCore::heartbeat_check, this, nullptr});
+}
+
+void PushCore::heartbeat_check(void* a, void*, bool run) noexcept {
+  auto* self = static_cast<PushCore*>(a);
+  self->hb_timer_ = {};
+  if (run && self->active_) {
+    // Messages may be waiting in cnats' queue behind busy handlers: that is activity too.
+    int pending = 0;
+    if (self->sub_ != nullptr) natsSubscription_GetPending(self->sub_, &pending, nullptr);
+    if (pending > 0 || self->running_ > 0) self->last_activity_ = Clock::now();
+    if (Clock::now() - self->last_activity_ > 2 * self->idle_heartbeat_ && !self->hb_warned_) {
+      self->hb_warned_ = true;
+      log(LogLevel::warn, "sub_heartbeat_missed",
+          {{"stream", self->stream_},
+           {"durable", self->durable_},
+           {"hint", "no message or heartbeat for 2 idle_heartbeat intervals: consumer deleted or connection stalled"}});
+    }
+    if (Loop* loop = self->bus_->loop(); loop != nullptr) {
+      self->add_ref();
+      self->hb_timer_ = loop->add_timer(Clock::now() + self->idle_heartbeat_, Work{&PushCore::heartbeat_check, self, nullptr});
+    }
+  }
+  self->release();
+}
+
+}  // namespace natbus::detail

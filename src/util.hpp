@@ -1,0 +1,23 @@
+// Small helpers: ids, timestamps, UTF-8, case-insensitive comparison.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace natbus::detail {
+
+/// A random UUIDv4, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" (lowercase), as Python's uuid4().
+[[nodiscard]] std::string uuid4();
+/// `n` random characters from [0-9A-Za-z].
+[[nodiscard]] std::string random_token(std::size_t n);
+/// ISO-8601 UTC with milliseconds, "+00:00" suffix: Python's
+/// datetime.now(timezone.utc).isoformat(timespec="milliseconds").
+[[nodiscard]] std::string iso8601_ms(std::chrono::system_clock::time_point t);
+/// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
+[[nodiscard]] bool valid_utf8(std::string_view s) noexcept;
+/// ASCII case-insensitive equality.
+[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace natbus::detail
