@@ -1,0 +1,139 @@
+// BusMessage header contract and validation (no server).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <regex>
+
+#include "gzip.hpp"
+#include "natbus/error.hpp"
+#include "natbus/message.hpp"
+
+using natbus::BusMessage;
+using natbus::MessageOptions;
+
+namespace {
+const std::regex kUuid4("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+const std::regex kSentAt(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+00:00$)");
+
+std::vector<std::string> names(const BusMessage& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m.headers()) out.push_back(k);
+  return out;
+}
+}  // namespace
+
+TEST(BusMessage, FromJsonWritesThePythonHeaders) {
+  auto m = BusMessage::from_json("orders.created", {{"hello", "world"}}, {.sender = "orders-svc"});
+  EXPECT_EQ(m.subject(), "orders.created");
+  EXPECT_EQ(m.payload(), R"({"hello":"world"})");
+  EXPECT_EQ(m.content_type(), "application/json");
+  EXPECT_TRUE(std::regex_match(std::string(m.trace_id()), kUuid4)) << m.trace_id();
+  EXPECT_TRUE(std::regex_match(std::string(m.correlation_id()), kUuid4)) << m.correlation_id();
+  EXPECT_NE(m.trace_id(), m.correlation_id());
+  EXPECT_EQ(m.sender(), "orders-svc");
+  EXPECT_TRUE(std::regex_match(std::string(m.sent_at()), kSentAt)) << m.sent_at();
+  EXPECT_EQ(names(m), (std::vector<std::string>{"content-type", "x-trace-id", "x-correlation-id", "x-sender", "x-sent-at"}));
+}
+
+TEST(BusMessage, FromTextAndBytesContentTypes) {
+  EXPECT_EQ(BusMessage::from_text("s", "hi").content_type(), "text/plain; charset=utf-8");
+  EXPECT_EQ(BusMessage::from_bytes("s", std::string_view("\x01\x02", 2)).content_type(), "application/octet-stream");
+  EXPECT_EQ(BusMessage::from_bytes("s", std::string_view("x"), {.content_type = "image/png"}).content_type(), "image/png");
+  const std::vector<std::uint8_t> jpeg = {0xFF, 0xD8, 0xFF, 0xE0};
+  auto m = BusMessage::from_bytes("images", jpeg, {.headers = {{"content-type", "image/jpeg"}}});
+  EXPECT_EQ(m.content_type(), "image/jpeg");
+  EXPECT_EQ(m.payload(), std::string("\xFF\xD8\xFF\xE0", 4));
+  // the user header replaced the default instead of adding a second one
+  int n = 0;
+  for (const auto& [k, v] : m.headers()) n += (k == "content-type");
+  EXPECT_EQ(n, 1);
+  const std::array<std::byte, 2> arr{std::byte{1}, std::byte{2}};
+  EXPECT_EQ(BusMessage::from_bytes("s", arr).payload().size(), 2U);
+}
+
+TEST(BusMessage, OptionalHeaders) {
+  auto m = BusMessage::from_json("s", nlohmann::json::object(),
+                                 {.correlation_id = "corr-1",
+                                  .reply_on = "progress.1",
+                                  .final_to = "final.1",
+                                  .message_type = "order.v1",
+                                  .trace_id = "trace-1",
+                                  .msg_id = "id-1"});
+  EXPECT_EQ(m.correlation_id(), "corr-1");
+  EXPECT_EQ(m.reply_on(), "progress.1");
+  EXPECT_EQ(m.final_to(), "final.1");
+  EXPECT_EQ(m.message_type(), "order.v1");
+  EXPECT_EQ(m.trace_id(), "trace-1");
+  EXPECT_EQ(m.msg_id(), "id-1");
+  EXPECT_EQ(m.header("X-REPLY-ON").value_or(""), "progress.1");  // case-insensitive
+  EXPECT_FALSE(BusMessage::from_text("s", "x", {.ensure_trace = false}).header("x-trace-id").has_value());
+}
+
+TEST(BusMessage, CompressWritesGzipAndTheEncodingHeader) {
+  const std::string text(10000, 'a');
+  auto m = BusMessage::from_text("s", text, {.compress = true});
+  EXPECT_EQ(m.content_encoding(), "gzip");
+  EXPECT_LT(m.payload().size(), 200U);
+  EXPECT_EQ(static_cast<unsigned char>(m.payload()[0]), 0x1f);  // gzip magic
+  EXPECT_EQ(static_cast<unsigned char>(m.payload()[1]), 0x8b);
+  std::string back;
+  natbus::detail::gzip_decompress(m.payload(), 1 << 20, back);
+  EXPECT_EQ(back, text);
+}
+
+TEST(BusMessage, AnyJsonSerializableType) {
+  std::map<std::string, int> counts{{"a", 1}, {"b", 2}};
+  EXPECT_EQ(BusMessage::from_json("s", counts).payload(), R"({"a":1,"b":2})");
+  EXPECT_EQ(BusMessage::from_json("s", std::vector<int>{1, 2}).payload(), "[1,2]");
+}
+
+TEST(BusMessage, SetAddRemoveHeaders) {
+  auto m = BusMessage::from_text("s", "x");
+  m.set_header("X-Custom", "1").add_header("x-custom", "2");
+  EXPECT_EQ(m.header("x-custom").value_or(""), "1");
+  m.set_header("x-custom", "3");  // replaces both values
+  int n = 0;
+  for (const auto& [k, v] : m.headers()) n += (k == "x-custom" || k == "X-Custom");
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(m.remove_header("X-CUSTOM"), 1U);
+  EXPECT_FALSE(m.header("x-custom").has_value());
+  m.set_msg_id("abc");
+  EXPECT_EQ(m.msg_id(), "abc");
+}
+
+namespace {
+template <class F>
+std::string invalid(F&& f) {
+  try {
+    f();
+  } catch (const natbus::InvalidArgument& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+TEST(BusMessage, BadInputIsAClearInvalidArgument) {
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("", "x"); }).find("subject \"\""), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("a b", "x"); }).find("whitespace"), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("a.*", "x"); }).find("wildcard"), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("a.>", "x"); }).find("wildcard"), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("a..b", "x"); }).find("empty token"), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("s", std::string_view("\xff\xfe", 2)); }).find("UTF-8"), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("s", "x", {.headers = {{"bad\r\nkey", "v"}}}); }).find("CR or LF"), std::string::npos);
+  EXPECT_NE(invalid([] {
+              (void)BusMessage::from_text("s", "x", {.headers = {{"k", "v\r\nInjected: 1"}}});
+            }).find("CR or LF"),
+            std::string::npos);
+  EXPECT_NE(invalid([] {
+              (void)BusMessage::from_text("s", "x", {.headers = {{"k", "caf\xc3\xa9"}}});
+            }).find("non-ASCII"),
+            std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("s", "x", {.sender = "a\nb"}); }).find("sender"), std::string::npos);
+  EXPECT_NE(invalid([] { (void)BusMessage::from_text("s", "x", {.reply_on = "r.*"}); }).find("reply_on"), std::string::npos);
+  // nlohmann refuses to serialize a string that is not UTF-8
+  EXPECT_NE(invalid([] { (void)BusMessage::from_json("s", nlohmann::json{{"k", std::string("\xff")}}); }).find("JSON"), std::string::npos);
+  auto m = BusMessage::from_text("s", "x");
+  EXPECT_NE(invalid([&] { m.set_header("k", "a\rb"); }).find("CR or LF"), std::string::npos);
+  EXPECT_NE(invalid([&] { m.set_header("a:b", "v"); }).find("':'"), std::string::npos);
+}

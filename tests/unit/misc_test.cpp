@@ -1,0 +1,135 @@
+// Errors, logging, gzip, UTF-8, ids, timestamps.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <set>
+
+#include "gzip.hpp"
+#include "natbus/error.hpp"
+#include "natbus/log.hpp"
+#include "natbus/version.hpp"
+#include "util.hpp"
+
+TEST(Error, WhatNamesOperationContextAndServerText) {
+  natbus::ErrorContext ctx;
+  ctx.operation = "publish";
+  ctx.subject = "orders.created";
+  ctx.stream = "ORDERS";
+  ctx.durable = "d1";
+  ctx.server_text = "stream not found";
+  ctx.js_code = 10059;
+  const natbus::NotFoundError e("no such stream", ctx);
+  const std::string w = e.what();
+  EXPECT_EQ(w,
+            "natbus: publish: no such stream (subject=orders.created stream=ORDERS durable=d1) [server: stream not found, err_code 10059]");
+  EXPECT_EQ(e.code(), natbus::errc::not_found);
+  EXPECT_EQ(e.js_code(), 10059);
+  const std::runtime_error& base = e;  // contract: natbus::Error derives from std::runtime_error
+  EXPECT_STREQ(base.what(), e.what());
+}
+
+TEST(Error, RetryableKinds) {
+  EXPECT_TRUE(natbus::TimeoutError("t").retryable());
+  EXPECT_TRUE(natbus::NoStreamError("n").retryable());
+  EXPECT_FALSE(natbus::AuthError("a").retryable());
+  natbus::ErrorContext ctx;
+  ctx.api_code = 503;
+  EXPECT_TRUE(natbus::JetStreamError("x", ctx).retryable());
+  EXPECT_EQ(natbus::make_error_code(natbus::errc::timeout).message(), "timed out");
+}
+
+TEST(Log, FormatsEventsWithFieldsAndQuoting) {
+  std::vector<std::string> lines;
+  natbus::set_log_sink([&](const natbus::LogRecord& r) { lines.push_back(natbus::format_log_line(r)); });
+  natbus::log(natbus::LogLevel::warn, "sub_handler_error", {{"subject", "a.b"}, {"error", "bad thing \"x\""}, {"empty", ""}});
+  natbus::log(natbus::LogLevel::debug, "dropped_below_level", {});
+  natbus::set_log_sink({});
+  ASSERT_EQ(lines.size(), 1U);
+  EXPECT_TRUE(std::regex_search(lines[0], std::regex(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARN sub_handler_error )"))) << lines[0];
+  EXPECT_NE(lines[0].find("subject=a.b error=\"bad thing \\\"x\\\"\" empty=\"\""), std::string::npos) << lines[0];
+}
+
+TEST(Log, LevelFilter) {
+  int n = 0;
+  natbus::set_log_sink([&](const natbus::LogRecord&) { ++n; });
+  natbus::set_log_level(natbus::LogLevel::error);
+  natbus::log(natbus::LogLevel::warn, "x");
+  natbus::log(natbus::LogLevel::error, "y");
+  natbus::set_log_level(natbus::LogLevel::warn);
+  natbus::set_log_sink({});
+  EXPECT_EQ(n, 1);
+}
+
+TEST(Log, ThrowingSinkDoesNotEscape) {
+  natbus::set_log_sink([](const natbus::LogRecord&) { throw std::runtime_error("sink"); });
+  EXPECT_NO_THROW(natbus::log(natbus::LogLevel::error, "x"));
+  natbus::set_log_sink({});
+}
+
+TEST(Gzip, RoundTripAndCorruption) {
+  std::string data;
+  for (int i = 0; i < 1000; ++i) data += "line " + std::to_string(i) + "\n";
+  const std::string z = natbus::detail::gzip_compress(data);
+  std::string out;
+  natbus::detail::gzip_decompress(z, 1 << 20, out);
+  EXPECT_EQ(out, data);
+  // empty payload round trip
+  natbus::detail::gzip_decompress(natbus::detail::gzip_compress(""), 10, out);
+  EXPECT_EQ(out, "");
+  // truncated
+  EXPECT_THROW(natbus::detail::gzip_decompress(z.substr(0, z.size() / 2), 1 << 20, out), natbus::DecodeError);
+  // corrupt
+  std::string bad = z;
+  bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x55);
+  EXPECT_THROW(natbus::detail::gzip_decompress(bad, 1 << 20, out), natbus::DecodeError);
+  // not gzip at all
+  EXPECT_THROW(natbus::detail::gzip_decompress("hello world, certainly not gzip", 1 << 20, out), natbus::DecodeError);
+  // trailing garbage
+  EXPECT_THROW(natbus::detail::gzip_decompress(z + "junk", 1 << 20, out), natbus::DecodeError);
+}
+
+TEST(Gzip, BombIsCappedNotExpanded) {
+  const std::string zeros(8 * 1024 * 1024, '\0');
+  const std::string bomb = natbus::detail::gzip_compress(zeros);  // ~8 KiB
+  std::string out;
+  try {
+    natbus::detail::gzip_decompress(bomb, 1024 * 1024, out);
+    FAIL() << "expected a DecodeError";
+  } catch (const natbus::DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("1048576 byte limit"), std::string::npos) << e.what();
+  }
+  EXPECT_LE(out.size(), 1024U * 1024U);
+}
+
+TEST(Util, Utf8Validation) {
+  using natbus::detail::valid_utf8;
+  EXPECT_TRUE(valid_utf8("plain"));
+  EXPECT_TRUE(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(valid_utf8("\xc3"));              // truncated
+  EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(valid_utf8("\xff"));
+  EXPECT_FALSE(valid_utf8("\xe2\x28\xa1"));  // bad continuation
+}
+
+TEST(Util, UuidsAreV4AndUnique) {
+  std::set<std::string> seen;
+  const std::regex re("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+  for (int i = 0; i < 1000; ++i) {
+    auto u = natbus::detail::uuid4();
+    EXPECT_TRUE(std::regex_match(u, re)) << u;
+    seen.insert(u);
+  }
+  EXPECT_EQ(seen.size(), 1000U);
+}
+
+TEST(Util, Iso8601Milliseconds) {
+  const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795717293123LL));
+  EXPECT_EQ(natbus::detail::iso8601_ms(t), "2026-11-26T18:21:33.123+00:00");
+}
+
+TEST(Version, Strings) {
+  EXPECT_STREQ(natbus::version(), natbus::kVersion);
+  EXPECT_TRUE(std::regex_match(std::string(natbus::cnats_version()), std::regex(R"(^\d+\.\d+\.\d+.*$)"))) << natbus::cnats_version();
+}
