@@ -7,9 +7,10 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_L
     message(WARNING
       "natbus: GCC ${CMAKE_CXX_COMPILER_VERSION} miscompiles some coroutine code. Inside a co_await "
       "expression it destroys aggregate temporaries and lambda closures twice, and rejects braced "
-      "lists that need a backing array. natbus' options are safe to pass inline, but name your "
-      "handlers (functions or lambdas bound to a variable) and build messages before co_await. "
-      "See natbus' README, 'Compiler notes'. clang or GCC >= 13 have no such restriction.")
+      "lists that need a backing array; and a co_await directly in an if/switch condition breaks "
+      "the coroutine. natbus' options are safe to pass inline, but name your handlers, build "
+      "messages before co_await, and write `bool ok = co_await f(); if (ok)` instead of "
+      "`if (co_await f())`. See natbus' README, 'Compiler notes'. clang or GCC >= 13 are fine.")
     set(NATBUS_GCC12_WARNED ON CACHE INTERNAL "")
   endif()
 endif()

@@ -38,6 +38,7 @@ natbus::Task<void> on_pull(natbus::ReceivedMessage msg) {
 }
 
 natbus::Task<int> service() {
+  auto shutdown = natbus::shutdown_signal();  // SIGINT/SIGTERM are caught from here on
   // The seed's configuration; NATS_SERVER / NATS_USERNAME / NATS_PASSWORD override it.
   const natbus::NatsConfig cfg =
       natbus::NatsConfig::from_env(natbus::NatsConfig{.server = "127.0.0.1:4222",
@@ -68,7 +69,7 @@ natbus::Task<int> service() {
   fmt::print("PUBLISHED jpeg stream={} seq={}\n", jpeg_ack.stream, jpeg_ack.sequence);
   std::fflush(stdout);
 
-  const int signo = co_await natbus::shutdown_signal();
+  const int signo = co_await std::move(shutdown);
   fmt::print("SHUTDOWN signal={} push_delivered={} pull_delivered={}\n", signo, push.delivered(), pull.delivered());
   co_await bus.close();  // in-flight handlers finish and their acks reach the server
   fmt::print("CLOSED\n");

@@ -10,6 +10,19 @@ case "${1:-format}" in
   format)
     clang-format --dry-run --Werror "${sources[@]}"
     echo "clang-format: ${#sources[@]} files clean"
+    # GCC 12 miscompiles these coroutine patterns (README, "Compiler notes"); none may appear in
+    # natbus' own code: co_await in an if/switch condition, and a designated-initializer
+    # aggregate temporary inside a co_await expression (our option structs are exempt: they are
+    # trivially destructible).
+    if grep -nE '\b(if|switch) *\( *[!(]* *co_await|(if|switch) *\([^;]*(&&|\|\|) *co_await' "${sources[@]}"; then
+      echo "lint: co_await directly in an if/switch condition (GCC 12 miscompiles it): bind the result first" >&2
+      exit 1
+    fi
+    if grep -nE 'co_await [^;]*(ErrorContext|ConsumerSpec|Resolved|StreamInfo|ConsumerInfo|PubAck)\{' "${sources[@]}"; then
+      echo "lint: aggregate temporary with non-trivial members inside co_await (GCC 12 destroys it twice)" >&2
+      exit 1
+    fi
+    echo "gcc12 coroutine patterns: none"
     ;;
   tidy)
     build=${2:?usage: lint.sh tidy BUILDDIR}

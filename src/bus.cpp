@@ -382,7 +382,9 @@ Task<void> BusCore::close() {
   }
   // 2. Running handlers finish (their acks are written as they go).
   while (handlers_running_ > 0 && state_ == State::closing) {
-    if (!co_await WaitUntil(handlers_idle_, deadline)) {
+    // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
+    const bool woken = co_await WaitUntil(handlers_idle_, deadline);
+    if (!woken) {
       log(LogLevel::warn, "bus_drain_timeout",
           {{"handlers_running", std::to_string(handlers_running_)},
            {"drain_timeout_ms", std::to_string(cfg_.drain_timeout.count())},
@@ -392,7 +394,9 @@ Task<void> BusCore::close() {
   }
   // 3. Publishes waiting for their PubAck.
   while (pub_inflight_ > 0 && state_ == State::closing) {
-    if (!co_await WaitUntil(pub_all_settled_, deadline)) {
+    // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
+    const bool woken = co_await WaitUntil(pub_all_settled_, deadline);
+    if (!woken) {
       log(LogLevel::warn, "bus_drain_timeout", {{"publishes_pending", std::to_string(pub_inflight_)}});
       break;
     }
@@ -902,7 +906,8 @@ void Subscription::unsubscribe() noexcept {
 namespace {
 Task<void> close_sub_impl(Ref<detail::SubCore> core) {
   core->stop();
-  co_await core->wait_idle(detail::Clock::now() + core->bus().config().drain_timeout);
+  const auto deadline = detail::Clock::now() + core->bus().config().drain_timeout;
+  co_await core->wait_idle(deadline);
 }
 }  // namespace
 

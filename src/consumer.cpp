@@ -70,8 +70,28 @@ Task<ConsumerInfo> create_consumer(BusCore& bus, const ConsumerSpec& spec, const
   const std::string subject = spec.durable.empty()
                                   ? bus.api_subject("CONSUMER.CREATE." + spec.stream)
                                   : bus.api_subject(fmt::format("CONSUMER.DURABLE.CREATE.{}.{}", spec.stream, spec.durable));
-  auto j = co_await bus.js_request(subject, req.dump(), ctx);
-  co_return parse_consumer_info(std::move(j));
+  std::optional<nlohmann::json> j;
+  std::exception_ptr error;
+  try {
+    j = co_await bus.js_request(subject, req.dump(), ctx);
+  } catch (const JetStreamError& e) {
+    if (e.js_code() != 10093) throw;
+    error = std::current_exception();
+  }
+  if (error) {
+    // 10093: the filter subject is not one the stream captures. Say which stream and subjects.
+    ErrorContext c = ctx;
+    try {
+      std::rethrow_exception(error);
+    } catch (const JetStreamError& e) {
+      c = e.context();
+    }
+    auto si = co_await bus.stream_info(spec.stream);
+    throw InvalidArgument(fmt::format("stream {} does not capture subject {} (its subjects: {})", spec.stream, spec.filter_subject,
+                                      fmt::join(si.subjects, ", ")),
+                          std::move(c));
+  }
+  co_return parse_consumer_info(std::move(*j));
 }
 
 }  // namespace
@@ -133,9 +153,13 @@ Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
   }
   if (create_error) {
     // Another pod may have created it at the same moment: use it if it matches.
-    auto again = co_await bus.consumer_info(spec.stream, spec.durable);
-    if (again.push != spec.push || !differences(spec, again.raw["config"]).empty()) std::rethrow_exception(create_error);
-    info = std::move(again);
+    std::optional<ConsumerInfo> again;
+    try {
+      again = co_await bus.consumer_info(spec.stream, spec.durable);
+    } catch (const NotFoundError&) {
+    }
+    if (!again || again->push != spec.push || !differences(spec, again->raw["config"]).empty()) std::rethrow_exception(create_error);
+    info = std::move(*again);
   }
   spec.deliver_subject = info.deliver_subject;
   log(LogLevel::info, "js_consumer_created",
@@ -294,7 +318,8 @@ void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexce
 
 Task<void> SubCore::wait_idle(Clock::time_point deadline) {
   while (running_ > 0) {
-    if (!co_await WaitUntil(idle_, deadline)) co_return;
+    const bool woken = co_await WaitUntil(idle_, deadline);
+    if (!woken) break;
   }
 }
 

@@ -293,7 +293,7 @@ void Loop::spawn(Task<void> task) {
   run_spawned(std::move(task));
 }
 
-void Loop::wait_signal(std::coroutine_handle<> h, int* signo_out) {
+std::uint64_t Loop::watch_signals() {
   if (signal_pipe_[0] < 0) {
     if (::pipe2(signal_pipe_, O_NONBLOCK | O_CLOEXEC) != 0) {
       throw Error(errc::invalid_argument, std::string("shutdown_signal: pipe2 failed: ") + std::system_category().message(errno));
@@ -304,6 +304,11 @@ void Loop::wait_signal(std::coroutine_handle<> h, int* signo_out) {
     ev.data.ptr = &signal_pipe_;  // sentinel: the signal pipe
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, signal_pipe_[0], &ev);
   }
+  return signals_seen_;
+}
+
+void Loop::wait_signal(std::coroutine_handle<> h, int* signo_out) {
+  watch_signals();
   signal_waiters_.push_back(SignalWaiter{h, signo_out});
 }
 
@@ -318,8 +323,10 @@ void Loop::on_signal_fd() noexcept {
     const ssize_t n = ::read(signal_pipe_[0], buf, sizeof buf);
     if (n <= 0) break;
     signo = buf[n - 1];
+    signals_seen_ += static_cast<std::uint64_t>(n);
   }
   if (signo == 0) return;
+  last_signal_ = signo;
   log(LogLevel::info, "shutdown_signal", {{"signal", signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : std::to_string(signo)}});
   auto waiters = std::move(signal_waiters_);
   signal_waiters_.clear();

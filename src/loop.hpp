@@ -190,7 +190,12 @@ class Loop {
     workers_.submit(Job(std::move(job)));
   }
 
-  /// Signals: the loop's side of shutdown_signal().
+  /// Signals: the loop's side of shutdown_signal(). watch_signals() installs the handlers (once)
+  /// and returns how many SIGINT/SIGTERM arrived so far; a waiter completes on the first signal
+  /// after `seen` (at once when one already came).
+  std::uint64_t watch_signals();
+  [[nodiscard]] std::uint64_t signals_seen() const noexcept { return signals_seen_; }
+  [[nodiscard]] int last_signal() const noexcept { return last_signal_; }
   void wait_signal(std::coroutine_handle<> h, int* signo_out);
   void cancel_signal_wait(std::coroutine_handle<> h) noexcept;
 
@@ -226,6 +231,8 @@ class Loop {
   };
   std::vector<SignalWaiter> signal_waiters_;
   int signal_pipe_[2] = {-1, -1};
+  std::uint64_t signals_seen_ = 0;
+  int last_signal_ = 0;
   WorkerPool workers_{4};
   Loop* previous_ = nullptr;
   bool shut_down_ = false;

@@ -277,7 +277,9 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
 Task<void> BusCore::publish_async_complete(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (pub_inflight_ > 0) {
-    if (!co_await WaitUntil(pub_all_settled_, deadline)) {
+    // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
+    const bool woken = co_await WaitUntil(pub_all_settled_, deadline);
+    if (!woken) {
       throw TimeoutError(fmt::format("{} publishes still wait for their PubAck after {} ms", pub_inflight_, timeout.count()),
                          ErrorContext{.operation = "publish_async_complete"});
     }

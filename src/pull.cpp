@@ -356,7 +356,9 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
     while (!f.finished) {
       pump();
       if (f.finished) break;
-      if (!co_await WaitUntil(f.wake, deadline)) {
+      // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
+      const bool woken = co_await WaitUntil(f.wake, deadline);
+      if (!woken) {
         erase_request(f.request);
         break;
       }

@@ -116,13 +116,21 @@ TimerAwaiter::~TimerAwaiter() {
 namespace {
 class SignalAwaiter {
  public:
-  SignalAwaiter() = default;
+  explicit SignalAwaiter(std::uint64_t seen) noexcept : seen_(seen) {}
   SignalAwaiter(const SignalAwaiter&) = delete;
   SignalAwaiter& operator=(const SignalAwaiter&) = delete;
   ~SignalAwaiter() {
     if (loop_ != nullptr && signo_ == 0 && Loop::current() == loop_) loop_->cancel_signal_wait(handle_);
   }
-  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  [[nodiscard]] bool await_ready() noexcept {
+    // A signal that came after shutdown_signal() was called, before this await: done.
+    Loop* loop = Loop::current();
+    if (loop != nullptr && loop->signals_seen() > seen_) {
+      signo_ = loop->last_signal();
+      return true;
+    }
+    return false;
+  }
   void await_suspend(std::coroutine_handle<> h) {
     loop_ = &Loop::require("natbus::shutdown_signal");
     handle_ = h;
@@ -131,6 +139,7 @@ class SignalAwaiter {
   [[nodiscard]] int await_resume() const noexcept { return signo_; }
 
  private:
+  std::uint64_t seen_ = 0;
   Loop* loop_ = nullptr;
   std::coroutine_handle<> handle_{};
   int signo_ = 0;
@@ -147,7 +156,17 @@ void detail::YieldAwaiter::await_suspend(std::coroutine_handle<> h) const { Loop
 
 detail::YieldAwaiter yield() noexcept { return {}; }
 
-Task<int> shutdown_signal() { co_return co_await detail::SignalAwaiter{}; }
+namespace detail {
+namespace {
+Task<int> wait_for_signal(std::uint64_t seen) { co_return co_await SignalAwaiter(seen); }
+}  // namespace
+}  // namespace detail
+
+Task<int> shutdown_signal() {
+  // Installed now, not when awaited: a signal between this call and the co_await is not lost.
+  const std::uint64_t seen = detail::Loop::require("natbus::shutdown_signal").watch_signals();
+  return detail::wait_for_signal(seen);
+}
 
 void spawn(Task<void> task) { detail::Loop::require("natbus::spawn").spawn(std::move(task)); }
 

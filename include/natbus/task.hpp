@@ -208,9 +208,12 @@ struct YieldAwaiter {
 /// Lets other ready coroutines and I/O run, then resumes: `co_await natbus::yield();`
 [[nodiscard]] detail::YieldAwaiter yield() noexcept;
 
-/// Completes with the signal number when the process receives SIGINT or SIGTERM (the first
-/// one after this call is made; a second signal of the same kind then ends the process as usual).
-/// `co_await natbus::shutdown_signal();`
+/// Completes with the signal number on the first SIGINT or SIGTERM received after this call
+/// (the handlers are installed by the call, not by the co_await: call it early). A second
+/// signal then ends the process the usual way. Must be called on a loop thread.
+///   auto stop = natbus::shutdown_signal();   // at start-up
+///   ...
+///   co_await std::move(stop);
 Task<int> shutdown_signal();
 
 namespace detail {

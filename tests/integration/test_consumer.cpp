@@ -1,6 +1,8 @@
-// A second process for tests that need one: subscribes to a durable, prints one line per
-// message ("MSG <payload>"), acks, and exits after N messages or on SIGTERM.
+// A second process for tests that need one (another pod): creates the stream if needed,
+// subscribes to a durable, prints "READY", then one line per message ("MSG <payload>"), acks
+// (unless NOACK=1), and exits after N messages.
 //   natbus_test_consumer URL STREAM SUBJECT DURABLE QUEUE N [push|pull]
+//   env: ACK_WAIT_MS, BIND_TIMEOUT_S, NOACK=1
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -13,8 +15,16 @@ natbus::Task<int> consume(int argc, char** argv) {
   natbus::NatsConfig cfg;
   cfg.server = argv[1];
   cfg.stream_name = argv[2];
+  cfg.stream_create = true;
+  cfg.stream_subjects = {argv[3]};
   cfg.deliver_policy = natbus::DeliverPolicy::all;
-  cfg.bind_timeout = std::chrono::seconds(std::getenv("BIND_TIMEOUT_S") ? std::atoi(std::getenv("BIND_TIMEOUT_S")) : 30);
+  const auto env_int = [](const char* name, int fallback) {
+    const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
+    return v != nullptr ? std::atoi(v) : fallback;
+  };
+  cfg.bind_timeout = std::chrono::seconds(env_int("BIND_TIMEOUT_S", 30));
+  cfg.ack_wait = std::chrono::milliseconds(env_int("ACK_WAIT_MS", 30000));
+  const bool noack = env_int("NOACK", 0) == 1;
   const std::string subject = argv[3];
   const std::string durable = argv[4];
   const std::string queue = argv[5];
@@ -26,7 +36,7 @@ natbus::Task<int> consume(int argc, char** argv) {
   auto handler = [&](natbus::ReceivedMessage m) -> natbus::Task<void> {
     std::printf("MSG %.*s\n", static_cast<int>(m.payload().size()), m.payload().data());
     std::fflush(stdout);
-    co_await m.ack();
+    if (!noack) co_await m.ack();
     ++got;
   };
   natbus::Subscription sub;
@@ -37,7 +47,6 @@ natbus::Task<int> consume(int argc, char** argv) {
   }
   std::printf("READY\n");
   std::fflush(stdout);
-  auto stop = natbus::shutdown_signal();
   while (got < want) co_await natbus::sleep(std::chrono::milliseconds(10));
   co_await bus.close();
   std::printf("DONE %d\n", got);
