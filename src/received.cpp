@@ -203,7 +203,7 @@ std::chrono::system_clock::time_point ReceivedMessage::received_at() const noexc
   return impl_ != nullptr ? impl_->received_at : std::chrono::system_clock::time_point{};
 }
 
-std::optional<MsgMetadata> ReceivedMessage::metadata() const noexcept {
+std::optional<MsgMetadata> ReceivedMessage::metadata() const {
   const std::string_view r = reply();
   if (r.substr(0, 8) != "$JS.ACK.") return std::nullopt;
   std::string_view tokens[16];

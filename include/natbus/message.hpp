@@ -136,9 +136,9 @@ class BusMessage {
 
 /// JetStream delivery metadata, parsed from the message's $JS.ACK reply subject.
 struct MsgMetadata {
-  std::string_view stream{};
-  std::string_view consumer{};
-  std::string_view domain{};
+  std::string stream{};
+  std::string consumer{};
+  std::string domain{};
   std::uint64_t stream_sequence = 0;
   std::uint64_t consumer_sequence = 0;
   std::uint64_t num_delivered = 0;                    ///< 1 on first delivery, 2 on the first redelivery...
@@ -209,9 +209,9 @@ class ReceivedMessage {
 
   /// JetStream metadata (stream/consumer sequence, delivery count, pending, timestamp);
   /// empty for messages that did not come from a JetStream consumer.
-  [[nodiscard]] std::optional<MsgMetadata> metadata() const noexcept;
+  [[nodiscard]] std::optional<MsgMetadata> metadata() const;
   /// True for JetStream deliveries (messages that can be acked).
-  [[nodiscard]] bool is_jetstream() const noexcept { return metadata().has_value(); }
+  [[nodiscard]] bool is_jetstream() const noexcept { return reply().starts_with("$JS.ACK."); }
 
   /// The payload as UTF-8 text; DecodeError when it is not valid UTF-8.
   [[nodiscard]] std::string_view as_text() const;

@@ -44,6 +44,10 @@ struct PromiseBase {
   std::exception_ptr error{};
   DoneFn on_done = nullptr;
   void* on_done_ctx = nullptr;
+  // Set while the awaiting coroutine's await_suspend is still running this task inline;
+  // completed_inline then tells it to continue without suspending (see Task::Awaiter).
+  bool starting_inline = false;
+  bool completed_inline = false;
 
   static void* operator new(std::size_t size) { return frame_alloc(size); }
   static void operator delete(void* ptr, std::size_t size) noexcept { frame_free(ptr, size); }
@@ -54,6 +58,10 @@ struct PromiseBase {
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> self) noexcept {
       PromiseBase& p = self.promise();
       if (p.on_done != nullptr) return p.on_done(p.on_done_ctx, p);
+      if (p.starting_inline) {
+        p.completed_inline = true;  // the awaiter is still on the stack: it continues itself
+        return std::noop_coroutine();
+      }
       return p.continuation ? p.continuation : std::noop_coroutine();
     }
     void await_resume() const noexcept {}
@@ -118,12 +126,22 @@ class [[nodiscard]] Task {
   /// True when the coroutine ran to completion.
   [[nodiscard]] bool done() const noexcept { return handle_ && handle_.done(); }
 
+  // Awaiting runs the task inline until it first suspends. When it finished by then, the
+  // awaiting coroutine simply continues (no suspension, no nested resume): a loop of awaits
+  // that complete at once keeps a constant stack even in -O0 builds, where compilers do not
+  // turn symmetric transfer into tail calls. A task that suspended resumes its awaiter by
+  // symmetric transfer when it completes.
   struct Awaiter {
     std::coroutine_handle<promise_type> handle;
     [[nodiscard]] bool await_ready() const noexcept { return !handle || handle.done(); }
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-      handle.promise().continuation = awaiting;
-      return handle;  // symmetric transfer: chains of awaits do not grow the stack
+    bool await_suspend(std::coroutine_handle<> awaiting) noexcept {
+      auto& p = handle.promise();
+      p.continuation = awaiting;
+      p.starting_inline = true;
+      p.completed_inline = false;
+      handle.resume();
+      p.starting_inline = false;
+      return !p.completed_inline;
     }
     T await_resume() {
       if (!handle) throw std::logic_error("natbus::Task: awaiting an empty task");
