@@ -517,6 +517,23 @@ Task<void> NatsBus::close() {
 
 bool NatsBus::connected() const noexcept { return core_ != nullptr && core_->is_open(); }
 
+ConnectionStatus NatsBus::status() const noexcept {
+  if (core_ == nullptr) return ConnectionStatus::closed;
+  switch (core_->state()) {
+    case BusCore::State::idle:
+      return ConnectionStatus::idle;
+    case BusCore::State::connecting:
+      return ConnectionStatus::connecting;
+    case BusCore::State::closing:
+      return ConnectionStatus::closing;
+    case BusCore::State::closed:
+      return ConnectionStatus::closed;
+    case BusCore::State::open:
+      break;
+  }
+  return natsConnection_Status(core_->nc()) == NATS_CONN_STATUS_CONNECTED ? ConnectionStatus::connected : ConnectionStatus::reconnecting;
+}
+
 const NatsConfig& NatsBus::config() const noexcept {
   static const NatsConfig empty{};
   return core_ != nullptr ? core_->config() : empty;
@@ -670,7 +687,15 @@ struct Resolved {
   detail::ConsumerSpec spec;
   bool manual_ack = true;
   int max_concurrency = 1;
+  std::string dead_letter_subject;
 };
+
+template <class O>
+void resolve_dead_letter(const NatsConfig& cfg, std::string_view op, const O& o, Resolved& r) {
+  const std::string_view dlq = o.dead_letter_subject.empty() ? std::string_view(cfg.dead_letter_subject) : o.dead_letter_subject;
+  if (!dlq.empty()) detail::check(op, "dead_letter_subject", dlq, detail::subject_problem(dlq, false));
+  r.dead_letter_subject = std::string(dlq);
+}
 
 template <class Rep, class Period>
 void require_positive(std::string_view op, std::string_view field, std::chrono::duration<Rep, Period> d) {
@@ -754,6 +779,7 @@ Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   auto core = Ref<detail::PushCore>::adopt(new detail::PushCore(bus.get(), std::move(handler)));
   core->manual_ack_ = r.manual_ack;
   core->max_concurrency_ = r.max_concurrency;
+  core->dead_letter_subject_ = std::move(r.dead_letter_subject);
   co_await core->start(std::move(r.spec));
   co_return Subscription(core.get());
 }
@@ -765,6 +791,7 @@ Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), std::move(handler)));
   core->manual_ack_ = r.manual_ack;
   core->max_concurrency_ = r.max_concurrency;
+  core->dead_letter_subject_ = std::move(r.dead_letter_subject);
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
   co_return Subscription(core.get());
 }
@@ -784,6 +811,7 @@ Resolved resolve_pull(const NatsConfig& cfg, std::string_view op, std::string_vi
   Resolved r;
   common_spec(cfg, op, subject, o, r);
   resolve_durable_fields(cfg, op, o.durable, o, r);
+  resolve_dead_letter(cfg, op, o, r);
   r.spec.push = false;
   if (o.batch < 1) throw InvalidArgument(fmt::format("batch must be >= 1, got {}", o.batch), ErrorContext{.operation = std::string(op)});
   require_positive(op, "expires", o.expires);
@@ -813,6 +841,7 @@ Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, std:
   Resolved r;
   common_spec(cfg, op, subject, o, r);
   resolve_durable_fields(cfg, op, o.durable, o, r);
+  resolve_dead_letter(cfg, op, o, r);
   r.spec.push = true;
   r.spec.queue = std::string(o.queue.value_or(std::string_view(cfg.queue_group)));
   if (!r.spec.queue.empty()) detail::check(op, "queue", r.spec.queue, detail::queue_problem(r.spec.queue));

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "request.hpp"
+#include "util.hpp"
 #include "validate.hpp"
 
 namespace natbus::detail {
@@ -209,6 +210,11 @@ bool SubCore::next_message(MsgPtr& out) noexcept {
     if (natsSubscription_GetPending(sub_, &pending, nullptr) != NATS_OK || pending <= 0) return false;
     natsMsg* raw = nullptr;
     const natsStatus s = natsSubscription_NextMsg(&raw, sub_, 0);
+    if (s == NATS_NO_RESPONDERS) {
+      // NextMsg swallowed a 503 (a pull request nobody answered: stream or consumer gone).
+      on_no_responders();
+      continue;
+    }
     if (s == NATS_SLOW_CONSUMER) {
       // cnats dropped messages: JetStream redelivers them after ack_wait.
       if (!slow_logged_) {
@@ -266,10 +272,74 @@ Detached run_handler(Ref<SubCore> sub, MsgHold hold) {
   } catch (...) {
     error = std::current_exception();
   }
+  if (sub->wants_dead_letter(*hold.get(), error)) co_await sub->dead_letter(*hold.get(), error);
   sub->handler_done(hold.release(), error);
 }
 
+std::string error_text(const std::exception_ptr& error) {
+  if (!error) return "handler rejected the message (nak)";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "unknown exception";
+}
+
 }  // namespace
+
+bool SubCore::wants_dead_letter(const MsgImpl& msg, const std::exception_ptr& error) const {
+  if (dead_letter_subject_.empty() || max_deliver_ <= 0) return false;
+  const bool failed = error ? msg.state == AckState::none : msg.state == AckState::naked;
+  if (!failed) return false;
+  const char* reply = natsMsg_GetReply(msg.msg.get());
+  const auto md = parse_metadata(reply == nullptr ? "" : reply);
+  return md && md->num_delivered >= static_cast<std::uint64_t>(max_deliver_);
+}
+
+Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
+  Ref<SubCore> keep(this);
+  msg.add_ref();
+  const ReceivedMessage m(&msg);
+  const auto md = m.metadata();
+  const std::string reason = error ? "handler failed on the last delivery" : "handler rejected the last delivery";
+  try {
+    MessageOptions o;
+    o.ensure_trace = false;
+    o.correlation_id = m.correlation_id();
+    auto dlq = BusMessage::from_bytes(dead_letter_subject_, m.raw_payload(), o);
+    // The original headers, as they were (content-type, trace, encoding...).
+    for (const auto& name : {"content-type", "x-correlation-id"}) dlq.remove_header(name);
+    for (const auto& [k, v] : m.headers()) {
+      if (header_name_problem(k).empty() && header_value_problem(v).empty()) dlq.add_header(k, v);
+    }
+    if (!dlq.header("x-correlation-id")) dlq.set_header("x-correlation-id", uuid4());
+    dlq.set_header("x-dead-letter-reason", reason);
+    std::string why = error_text(error);
+    for (auto& c : why) {
+      if (c == '\r' || c == '\n' || static_cast<unsigned char>(c) >= 0x80 || static_cast<unsigned char>(c) < 0x20) c = ' ';
+    }
+    dlq.set_header("x-dead-letter-error", why.substr(0, 512));
+    dlq.set_header("x-dead-letter-subject", m.subject());
+    dlq.set_header("x-dead-letter-stream", stream_);
+    dlq.set_header("x-dead-letter-durable", durable_);
+    dlq.set_header("x-dead-letter-sequence", std::to_string(md ? md->stream_sequence : 0));
+    dlq.set_header("x-dead-letter-deliveries", std::to_string(md ? md->num_delivered : 0));
+    auto future = co_await bus_->publish_async(std::move(dlq));
+    co_await std::move(future);
+    if (msg.state == AckState::none) send_ack(msg, "term", "+TERM", AckState::termed);
+    log(LogLevel::warn, "sub_dead_lettered",
+        {{"subject", std::string(m.subject())},
+         {"durable", durable_},
+         {"dead_letter_subject", dead_letter_subject_},
+         {"deliveries", std::to_string(md ? md->num_delivered : 0)},
+         {"reason", reason}});
+  } catch (const std::exception& e) {
+    log(LogLevel::error, "sub_dead_letter_failed",
+        {{"subject", std::string(m.subject())}, {"durable", durable_}, {"dead_letter_subject", dead_letter_subject_}, {"error", e.what()}});
+  }
+}
 
 void SubCore::dispatch(MsgPtr m) {
   auto* impl = new MsgImpl(std::move(m), bus_.get());

@@ -83,6 +83,14 @@ class SubCore : public RefCounted, public MsgSink {
   std::string queue_;
   bool manual_ack_ = true;
   int max_concurrency_ = 1;
+  std::string dead_letter_subject_;
+  int max_deliver_ = -1;  // as the server has it (read back after ensure_consumer)
+
+  /// True when `error` (or the handler's own nak) happened on the message's last allowed
+  /// delivery and a dead-letter subject is set.
+  [[nodiscard]] bool wants_dead_letter(const MsgImpl& msg, const std::exception_ptr& error) const;
+  /// Publishes the message to the dead-letter subject and terminates it (loop thread).
+  Task<void> dead_letter(MsgImpl& msg, std::exception_ptr error);
 
  protected:
   /// Starts a handler for `m` (loop thread).
@@ -93,6 +101,8 @@ class SubCore : public RefCounted, public MsgSink {
   void nak_queued() noexcept;
   /// After a handler finished (pull: request more).
   virtual void after_handler() noexcept {}
+  /// cnats destroyed a no-responders status taken off the subscription (pull requests only).
+  virtual void on_no_responders() noexcept {}
 
   Ref<BusCore> bus_;
   std::unique_ptr<HandlerBase> handler_;
@@ -156,6 +166,7 @@ class PullCore final : public SubCore {
   };
 
   void after_handler() noexcept override { request_more(); }
+  void on_no_responders() noexcept override;
   void request_more() noexcept;
   std::uint64_t send_request(int batch, std::chrono::milliseconds expires, bool no_wait);
   void on_status(natsMsg* m) noexcept;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cnats.hpp"
+#include "natbus/message.hpp"
 #include "natbus/task.hpp"
 #include "ref.hpp"
 
@@ -41,5 +42,8 @@ struct MsgImpl {
 
 /// Sends "+ACK", "-NAK", "+WPI", "+TERM" (or a -NAK with delay) for `m`; throws on misuse.
 void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState new_state);
+
+/// JetStream metadata from a $JS.ACK reply subject (v1 and v2 forms); nullopt otherwise.
+std::optional<MsgMetadata> parse_metadata(std::string_view reply);
 
 }  // namespace natbus::detail

@@ -32,7 +32,8 @@ Task<void> PullCore::start(ConsumerSpec spec, int batch, std::chrono::millisecon
   batch_ = batch;
   expires_ = expires;
   heartbeat_ = heartbeat;
-  co_await ensure_consumer(bus, spec);
+  const ConsumerInfo info = co_await ensure_consumer(bus, spec);
+  max_deliver_ = info.raw["config"].value("max_deliver", -1);
   spec_ = spec;
   bus.ensure_open(spec.op);
   inbox_ = bus.new_inbox() + ".";
@@ -185,6 +186,23 @@ void PullCore::on_status(natsMsg* m) noexcept {
     add_ref();
     backoff_timer_ = bus_->loop()->add_timer(Clock::now() + kBackoff, Work{&PullCore::resume_requests, this, nullptr});
   }
+}
+
+void PullCore::on_no_responders() noexcept {
+  // Which request it answered is lost (cnats destroyed the status): all of them are void.
+  log(LogLevel::error, "pull_request_refused",
+      {{"stream", stream_}, {"durable", durable_}, {"status", "503"}, {"description", "no responders: stream or consumer gone"}});
+  requests_.clear();
+  if (fetch_ != nullptr && !fetch_->finished) {
+    ErrorContext ctx;
+    ctx.operation = "fetch";
+    ctx.stream = stream_;
+    ctx.durable = durable_;
+    fetch_->error =
+        std::make_exception_ptr(NotFoundError("no JetStream consumer answered the pull request (stream or consumer deleted?)", ctx));
+    fetch_->finished = true;
+  }
+  if (handler_) recover();
 }
 
 void PullCore::resume_requests(void* a, void*, bool run) noexcept {

@@ -23,6 +23,7 @@ Task<void> PushCore::start(ConsumerSpec spec) {
 
   ConsumerInfo info = co_await ensure_consumer(bus, spec);
   if (durable_.empty()) durable_ = info.name;  // ephemeral: the server's name, for logs
+  max_deliver_ = info.raw["config"].value("max_deliver", -1);
 
   // A durable without deliver group delivers to one subscriber only. When the server still
   // thinks an earlier subscriber is alive (a frozen or partitioned pod), wait for it to let go.

@@ -68,6 +68,14 @@ void check_ackable(MsgImpl& m, std::string_view op, bool allow_answered) {
 
 void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState new_state) {
   check_ackable(m, op, new_state == AckState::none);
+  // cnats would buffer the ack while reconnecting and send it later, maybe after the message
+  // was redelivered elsewhere. Refusing it makes the outcome known: not acked, redelivered.
+  if (natsConnection_Status(m.bus->nc()) != NATS_CONN_STATUS_CONNECTED) {
+    throw ConnectionError(fmt::format("not connected to NATS (reconnecting): the {} was not sent; the message will be "
+                                      "redelivered after its ack_wait",
+                                      op),
+                          ErrorContext{.operation = std::string(op), .subject = natsMsg_GetSubject(m.msg.get())});
+  }
   m.bus->publish_core(natsMsg_GetReply(m.msg.get()), {}, body, op);
   if (new_state != AckState::none) m.state = new_state;
 }
@@ -203,8 +211,9 @@ std::chrono::system_clock::time_point ReceivedMessage::received_at() const noexc
   return impl_ != nullptr ? impl_->received_at : std::chrono::system_clock::time_point{};
 }
 
-std::optional<MsgMetadata> ReceivedMessage::metadata() const {
-  const std::string_view r = reply();
+std::optional<MsgMetadata> ReceivedMessage::metadata() const { return detail::parse_metadata(reply()); }
+
+std::optional<MsgMetadata> detail::parse_metadata(std::string_view r) {
   if (r.substr(0, 8) != "$JS.ACK.") return std::nullopt;
   std::string_view tokens[16];
   std::size_t n = 0;

@@ -35,6 +35,9 @@
 
 namespace natbus {
 
+/// The state of the connection under a NatsBus (for health and readiness checks).
+enum class ConnectionStatus { idle, connecting, connected, reconnecting, closing, closed };
+
 /// The server's acknowledgement of a JetStream publish.
 struct PubAck {
   std::string stream{};
@@ -251,6 +254,9 @@ class NatsBus {
   /// reach the server (bounded by NatsConfig::drain_timeout), then the connection closes.
   Task<void> close();
   [[nodiscard]] bool connected() const noexcept;
+  /// Finer than connected(): `reconnecting` while cnats re-establishes a lost connection
+  /// (publishes are buffered, acks fail with ConnectionError). A pod is ready when `connected`.
+  [[nodiscard]] ConnectionStatus status() const noexcept;
   [[nodiscard]] const NatsConfig& config() const noexcept;
 
   // ---- publishing ----

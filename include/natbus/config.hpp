@@ -113,7 +113,8 @@ struct NatsConfig {
   std::string inbox_prefix = "_INBOX";
   /// JetStream domain (empty: none); selects "$JS.<domain>.API".
   std::string js_domain{};
-  /// Where max-delivered and undecodable messages are published (empty: nowhere).
+  /// Where a message goes when its handler fails on its last delivery (max_deliver), with its
+  /// original headers plus x-dead-letter-reason and friends (empty: nowhere).
   std::string dead_letter_subject{};
   /// Check for JetStream on connect (and create the stream). false: core NATS only.
   bool jetstream = true;

@@ -44,6 +44,9 @@ struct PushOptions {
   bool flow_control = false;
   /// How long to retry a durable still bound to a vanished subscriber. Unset: NatsConfig::bind_timeout.
   std::optional<std::chrono::milliseconds> bind_timeout{};
+  /// Where a message goes when its handler fails on its last delivery (max_deliver): a copy with
+  /// the original headers and x-dead-letter-* headers saying why. Empty: NatsConfig's.
+  std::string_view dead_letter_subject{};
 };
 
 /// pull_subscribe(): a durable pull consumer.
@@ -66,9 +69,11 @@ struct PullOptions {
   int max_concurrency = 1;
   std::uint64_t start_sequence = 0;
   std::chrono::system_clock::time_point start_time{};
-  /// Server heartbeat while a pull request waits (0: automatic, half of expires up to 5 s).
+  /// Server heartbeat while a pull request waits (0: automatic, 40 % of expires up to 5 s).
   /// A request whose heartbeats stop (server restart, reconnect) is replaced.
   std::chrono::milliseconds idle_heartbeat{0};
+  /// As PushOptions::dead_letter_subject.
+  std::string_view dead_letter_subject{};
 };
 
 /// ephemeral_push_subscribe(): a consumer without a name that the server removes once nobody

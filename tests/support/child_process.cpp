@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "nats_server.hpp"
+#include "spawner.hpp"
 
 extern char** environ;
 
@@ -23,21 +24,13 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
   std::vector<std::string> envs;
   for (char** e = environ; *e != nullptr; ++e) envs.emplace_back(*e);
   for (auto& e : env) envs.push_back(std::move(e));
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  std::vector<char*> cenv;
-  for (auto& e : envs) cenv.push_back(e.data());
-  cenv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw HarnessError(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::execve(cargv[0], cargv.data(), cenv.data());
-    ::_exit(127);
+  pid_t pid = -1;
+  try {
+    pid = spawn_process(argv, envs, fds[1], false, false);
+  } catch (...) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw;
   }
   ::close(fds[1]);
   pid_ = pid;

@@ -1,5 +1,7 @@
 #include "nats_server.hpp"
 
+#include "spawner.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -158,27 +160,13 @@ void NatsServer::start() {
     write_config();
     const int logfd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (logfd < 0) throw HarnessError(fmt::format("cannot open {}: {}", log_, std::strerror(errno)));
-    // argv is built before fork: only async-signal-safe calls happen in the child.
-    std::vector<std::string> args = {bin, "-c", conf_};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) {
+    // The server dies with the test process (and gets a Ctrl-C of the test run only that way).
+    pid_t pid = -1;
+    try {
+      pid = spawn_process({bin, "-c", conf_}, {}, logfd, true, true);
+    } catch (...) {
       ::close(logfd);
-      throw HarnessError(fmt::format("fork: {}", std::strerror(errno)));
-    }
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test process
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(logfd, STDOUT_FILENO);
-      ::dup2(logfd, STDERR_FILENO);
-      const int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-      ::setpgid(0, 0);  // a Ctrl-C to the test run reaches us through the death signal only
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
+      throw;
     }
     ::close(logfd);
     pid_ = pid;

@@ -1,0 +1,586 @@
+// Faults: servers killed and restarted under load, cluster leader failover, slow and stuck
+// handlers, connection loss at awkward moments, max deliver and dead letters.
+// Every scenario checks JetStream's promise: nothing lost; duplicates only where the outcome
+// was reported as unknown; the bus keeps working without being recreated.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "loop.hpp"
+#include "support/bus_test.hpp"
+
+using namespace std::chrono_literals;
+using natbus::BusMessage;
+using natbus::NatsBus;
+using natbus::NatsConfig;
+using natbus::ReceivedMessage;
+using natbus::Task;
+using namespace natbus::testing;
+
+namespace {
+
+template <class P>
+Task<bool> eventually(P pred, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return pred();
+    co_await natbus::sleep(10ms);
+  }
+  co_return true;
+}
+
+NatsConfig resilient(const std::string& servers, const std::string& stream, const std::string& subjects) {
+  NatsConfig c;
+  c.server = servers;
+  c.name = "natbus-fault-test";
+  c.stream_create = true;
+  c.stream_name = stream;
+  c.stream_subjects = {subjects};
+  c.deliver_policy = natbus::DeliverPolicy::all;
+  c.reconnect_time_wait = 100ms;
+  c.max_reconnect_attempts = -1;
+  c.publish_timeout = 2s;
+  c.js_api_timeout = 3s;
+  c.ack_wait = 4s;
+  c.stream.storage = natbus::StorageType::file;
+  return c;
+}
+
+/// What a consumer saw: every id, how often.
+struct Seen {
+  std::map<std::string, int> count;
+  int redeliveries = 0;
+  [[nodiscard]] int missing(int n, const std::string& prefix) const {
+    int m = 0;
+    for (int i = 0; i < n; ++i) m += count.count(prefix + std::to_string(i)) == 0 ? 1 : 0;
+    return m;
+  }
+  [[nodiscard]] int duplicates() const {
+    int d = 0;
+    for (const auto& [k, c] : count) d += c - 1;
+    return d;
+  }
+};
+
+/// Publishes ids prefix0..prefix(n-1) with msg_id = id, retrying every publish whose outcome is
+/// unknown (timeout, no responders, connection trouble) with the same msg_id until acked.
+/// `published` counts acked ids as it goes. Returns how many publishes had to be retried.
+Task<int> publish_all(NatsBus& bus, const std::string& subject, const std::string& prefix, int n, std::atomic<int>& published) {
+  std::deque<int> todo;
+  for (int i = 0; i < n; ++i) todo.push_back(i);
+  std::deque<std::pair<int, natbus::PublishFuture>> inflight;
+  int retried = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while ((!todo.empty() || !inflight.empty()) && std::chrono::steady_clock::now() < deadline) {
+    while (!todo.empty() && inflight.size() < 256) {
+      const int i = todo.front();
+      const std::string id = prefix + std::to_string(i);
+      auto msg = BusMessage::from_text(subject, id, {.msg_id = id});
+      std::optional<natbus::PublishFuture> f;
+      try {
+        f = co_await bus.publish_async(std::move(msg));
+      } catch (const natbus::Error&) {
+        f.reset();
+      }
+      if (!f) {
+        co_await natbus::sleep(50ms);  // e.g. the reconnect buffer is full: try again shortly
+        break;
+      }
+      todo.pop_front();
+      inflight.emplace_back(i, std::move(*f));
+    }
+    if (inflight.empty()) continue;
+    auto [i, future] = std::move(inflight.front());
+    inflight.pop_front();
+    bool ok = false;
+    try {
+      co_await std::move(future);
+      ok = true;
+    } catch (const natbus::Error& e) {
+      EXPECT_TRUE(e.retryable() || e.code() == natbus::errc::closed || e.code() == natbus::errc::connection) << e.what();
+    }
+    if (ok) {
+      published.fetch_add(1);
+    } else {
+      ++retried;
+      todo.push_back(i);
+      co_await natbus::sleep(20ms);  // as an application would: do not hammer a server in trouble
+    }
+  }
+  EXPECT_TRUE(todo.empty() && inflight.empty()) << todo.size() << " ids never acked";
+  co_return retried;
+}
+
+}  // namespace
+
+TEST(Fault, ServerKilledAndRestartedUnderLoadLosesNothing) {
+  constexpr int kMessages = 20000;
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "FAULT", "fault.*");
+  std::atomic<int> published{0};
+  std::atomic<bool> restarted{false};
+  // The fault: SIGKILL once a third is published, start again on the same port and store.
+  std::thread chaos([&] {
+    EXPECT_TRUE(wait_until([&] { return published.load() >= kMessages / 3; }, 120s, 5ms));
+    server.kill();
+    std::this_thread::sleep_for(300ms);  // the outage itself, not a wait for a condition
+    server.start();
+    restarted = true;
+  });
+  Seen push;
+  Seen pull;
+  int retried = 0;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto on_push = [&](ReceivedMessage m) -> Task<void> {
+      ++push.count[std::string(m.as_text())];
+      if (m.metadata()->num_delivered > 1) ++push.redeliveries;
+      try {
+        co_await m.ack();
+      } catch (const natbus::ConnectionError&) {
+        // Disconnected: not acked, comes again after ack_wait.
+      }
+    };
+    auto on_pull = [&](ReceivedMessage m) -> Task<void> {
+      ++pull.count[std::string(m.as_text())];
+      if (m.metadata()->num_delivered > 1) ++pull.redeliveries;
+      try {
+        co_await m.ack();
+      } catch (const natbus::ConnectionError&) {
+      }
+    };
+    auto ps = co_await bus.push_subscribe("fault.*", on_push, {.durable = "fault_push", .max_concurrency = 16});
+    auto ls =
+        co_await bus.pull_subscribe("fault.*", on_pull, {.durable = "fault_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
+    retried = co_await publish_all(bus, "fault.x", "m", kMessages, published);
+    const bool all =
+        co_await eventually([&] { return restarted && push.missing(kMessages, "m") == 0 && pull.missing(kMessages, "m") == 0; }, 120s);
+    EXPECT_TRUE(all) << "restarted=" << restarted << " push_missing=" << push.missing(kMessages, "m")
+                     << " pull_missing=" << pull.missing(kMessages, "m");
+    // Same bus, same subscriptions, after the restart: still working.
+    std::atomic<int> more{0};
+    co_await publish_all(bus, "fault.x", "after", 10, more);
+    EXPECT_TRUE(co_await eventually([&] { return push.missing(10, "after") == 0 && pull.missing(10, "after") == 0; }, 30s));
+    auto info = co_await bus.stream_info("FAULT");
+    EXPECT_EQ(info.messages, static_cast<std::uint64_t>(kMessages + 10));  // stored once each: msg_id dedup
+    co_await bus.close();
+  }());
+  chaos.join();
+  EXPECT_EQ(push.missing(kMessages, "m"), 0);
+  EXPECT_EQ(pull.missing(kMessages, "m"), 0);
+  std::printf(
+      "[fault] restart: published=%d retried_unknown_outcome=%d push_seen=%zu push_duplicates=%d push_lost=%d pull_seen=%zu "
+      "pull_duplicates=%d pull_lost=%d\n",
+      kMessages, retried, push.count.size(), push.duplicates(), push.missing(kMessages, "m"), pull.count.size(), pull.duplicates(),
+      pull.missing(kMessages, "m"));
+}
+
+TEST(Fault, ClusterLeaderKilledWhilePublishingAndConsuming) {
+  constexpr int kMessages = 5000;
+  NatsCluster cluster(3);
+  NatsConfig cfg = resilient(cluster.urls(), "R3", "r3.*");
+  cfg.stream.replicas = 3;
+  std::atomic<int> published{0};
+  std::atomic<bool> killed{false};
+  std::string leader;
+  std::mutex leader_mu;
+  std::thread chaos([&] {
+    EXPECT_TRUE(wait_until([&] { return published.load() >= kMessages / 3; }, 120s, 5ms));
+    std::lock_guard lock(leader_mu);
+    cluster.by_name(leader).kill();
+    killed = true;
+  });
+  Seen push;
+  Seen pull;
+  int retried = 0;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto info = co_await bus.stream_info("R3");
+    {
+      std::lock_guard lock(leader_mu);
+      leader = info.leader;
+    }
+    EXPECT_FALSE(leader.empty());
+    auto on_push = [&](ReceivedMessage m) -> Task<void> {
+      ++push.count[std::string(m.as_text())];
+      try {
+        co_await m.ack();
+      } catch (const natbus::ConnectionError&) {
+      }
+    };
+    auto on_pull = [&](ReceivedMessage m) -> Task<void> {
+      ++pull.count[std::string(m.as_text())];
+      try {
+        co_await m.ack();
+      } catch (const natbus::ConnectionError&) {
+      }
+    };
+    auto ps = co_await bus.push_subscribe("r3.*", on_push, {.durable = "r3_push", .max_concurrency = 16});
+    auto ls = co_await bus.pull_subscribe("r3.*", on_pull, {.durable = "r3_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
+    retried = co_await publish_all(bus, "r3.x", "c", kMessages, published);
+    const bool all =
+        co_await eventually([&] { return killed && push.missing(kMessages, "c") == 0 && pull.missing(kMessages, "c") == 0; }, 120s);
+    EXPECT_TRUE(all) << "killed=" << killed << " push_missing=" << push.missing(kMessages, "c")
+                     << " pull_missing=" << pull.missing(kMessages, "c");
+    auto after = co_await bus.stream_info("R3");
+    EXPECT_NE(after.leader, leader);  // a new leader took over
+    EXPECT_EQ(after.messages, static_cast<std::uint64_t>(kMessages));
+    co_await bus.close();
+  }());
+  chaos.join();
+  EXPECT_EQ(push.missing(kMessages, "c"), 0);
+  EXPECT_EQ(pull.missing(kMessages, "c"), 0);
+  std::printf(
+      "[fault] cluster: killed leader=%s published=%d retried_unknown_outcome=%d push_duplicates=%d push_lost=%d pull_duplicates=%d "
+      "pull_lost=%d\n",
+      leader.c_str(), kMessages, retried, push.duplicates(), push.missing(kMessages, "c"), pull.duplicates(), pull.missing(kMessages, "c"));
+}
+
+TEST(Fault, StuckHandlerBlocksNeitherOtherSubscriptionsNorClose) {
+  NatsServer server;
+  LogCapture logs;
+  NatsConfig cfg = resilient(server.url(), "STUCK", "stuck.*");
+  cfg.drain_timeout = 1s;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    bool stuck_started = false;
+    int other = 0;
+    auto stuck = [&](ReceivedMessage) -> Task<void> {
+      stuck_started = true;
+      co_await natbus::sleep(std::chrono::hours(1));  // never finishes
+    };
+    auto fine = [&](ReceivedMessage m) -> Task<void> {
+      ++other;
+      co_await m.ack();
+    };
+    auto s1 = co_await bus.push_subscribe("stuck.a", stuck, {.durable = "stuck"});
+    auto s2 = co_await bus.push_subscribe("stuck.b", fine, {.durable = "fine"});
+    auto a = BusMessage::from_text("stuck.a", "x");
+    co_await bus.publish(std::move(a));
+    EXPECT_TRUE(co_await eventually([&] { return stuck_started; }));
+    for (int i = 0; i < 20; ++i) {
+      auto b = BusMessage::from_text("stuck.b", std::to_string(i));
+      co_await bus.publish(std::move(b));
+    }
+    EXPECT_TRUE(co_await eventually([&] { return other == 20; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    co_await bus.close();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(took, 900ms);
+    EXPECT_LT(took, 5s);
+  }());
+  EXPECT_TRUE(logs.has_event("bus_drain_timeout")) << logs.all();
+}
+
+TEST(Fault, HandlerSlowerThanAckWaitIsRedeliveredUnlessInProgress) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "SLOW", "slow.*");
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    std::map<std::string, int> deliveries;
+    auto slow = [&](ReceivedMessage m) -> Task<void> {
+      const std::string body(m.as_text());
+      ++deliveries[body];
+      for (int i = 0; i < 6; ++i) {
+        co_await natbus::sleep(150ms);
+        if (body == "keepalive") co_await m.in_progress();
+      }
+      co_await m.ack();
+    };
+    auto sub = co_await bus.push_subscribe("slow.*", slow, {.durable = "slow", .ack_wait = 400ms, .max_concurrency = 4});
+    auto a = BusMessage::from_text("slow.a", "plain");
+    auto b = BusMessage::from_text("slow.a", "keepalive");
+    co_await bus.publish(std::move(a));
+    co_await bus.publish(std::move(b));
+    EXPECT_TRUE(co_await eventually([&] { return deliveries["plain"] >= 2; }));
+    co_await natbus::sleep(1200ms);
+    EXPECT_EQ(deliveries["keepalive"], 1);  // in_progress() kept extending the ack deadline
+    co_await bus.close();
+  }());
+}
+
+namespace {
+long rss_kb() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  long value = 0;
+  while (f >> key) {
+    if (key == "VmRSS:") {
+      f >> value;
+      return value;
+    }
+    std::getline(f, key);
+  }
+  return 0;
+}
+}  // namespace
+
+TEST(Fault, MemoryStaysBoundedBehindASlowPullHandler) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "BIGQ", "bigq.*");
+  cfg.stream.storage = natbus::StorageType::memory;
+  cfg.max_pending_publishes = 2048;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    const std::string payload(512, 'p');
+    for (int i = 0; i < 100000; ++i) {
+      auto m = BusMessage::from_bytes("bigq.a", payload, {.ensure_trace = false});
+      auto f = co_await bus.publish_async(std::move(m));
+    }
+    co_await bus.publish_async_complete(60s);
+    auto info = co_await bus.stream_info("BIGQ");
+    EXPECT_EQ(info.messages, 100000U);  // ~55 MB waiting on the server
+    const long before = rss_kb();
+    int handled = 0;
+    auto slow = [&](ReceivedMessage m) -> Task<void> {
+      co_await natbus::sleep(2ms);
+      ++handled;
+      co_await m.ack();
+    };
+    auto sub = co_await bus.pull_subscribe("bigq.*", slow, {.durable = "bigq", .batch = 50, .expires = 2s});
+    long peak = before;
+    for (int i = 0; i < 30; ++i) {
+      co_await natbus::sleep(100ms);
+      peak = std::max(peak, rss_kb());
+    }
+    EXPECT_GT(handled, 100);
+    EXPECT_LT(peak - before, 32 * 1024) << "RSS grew by " << (peak - before) << " KiB";
+    std::printf("[fault] slow pull: 100000 waiting, handled %d in 3 s, RSS %ld -> %ld KiB (peak)\n", handled, before, peak);
+    co_await bus.close();
+  }());
+}
+
+TEST(Fault, ConnectToAFrozenServerFailsWithinTheTimeoutThenWorks) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "FRZ", "frz.*");
+  cfg.connect_timeout = 500ms;
+  server.freeze();
+  const auto t0 = std::chrono::steady_clock::now();
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    EXPECT_THROW(co_await bus.connect(), natbus::ConnectionError);
+  }());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  server.thaw();
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    EXPECT_TRUE(bus.connected());
+    co_await bus.close();
+  }());
+}
+
+TEST(Fault, FailedConnectCanBeRetriedOnTheSameBus) {
+  const int port = free_port();
+  NatsConfig cfg = resilient("nats://127.0.0.1:" + std::to_string(port), "RETRY", "retry.*");
+  cfg.connect_timeout = 300ms;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    EXPECT_THROW(co_await bus.connect(), natbus::ConnectionError);
+    NatsServer server(ServerOptions{.port = port});
+    co_await bus.connect();
+    EXPECT_TRUE(bus.connected());
+    co_await bus.close();
+  }());
+}
+
+TEST(Fault, ServerLostDuringFetchThenFetchingResumes) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "FETCHLOSS", "fetchloss.*");
+  std::atomic<bool> fetching{false};
+  std::thread chaos([&] {
+    EXPECT_TRUE(wait_until([&] { return fetching.load(); }, 30s, 5ms));
+    server.kill();
+    server.start();
+  });
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto sub = co_await bus.pull_subscribe("fetchloss.*", {.durable = "fl"});
+    fetching = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto none = co_await sub.fetch(5, 3s);  // the server dies under this fetch
+    EXPECT_TRUE(none.empty());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 6s);
+    std::atomic<int> published{0};
+    co_await publish_all(bus, "fetchloss.x", "f", 5, published);
+    std::vector<ReceivedMessage> got;
+    for (int i = 0; i < 10 && got.size() < 5; ++i) {
+      auto batch = co_await sub.fetch(5, 2s);
+      for (auto& m : batch) {
+        co_await m.ack();
+        got.push_back(std::move(m));
+      }
+    }
+    EXPECT_EQ(got.size(), 5U);
+    co_await bus.close();
+  }());
+  chaos.join();
+}
+
+TEST(Fault, AckAfterTheConnectionDroppedFailsClearlyAndTheMessageComesBack) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "ACKLOSS", "ackloss.*");
+  cfg.ack_wait = 2s;
+  std::atomic<bool> work_done{false};
+  std::atomic<bool> ack_failed{false};
+  std::thread chaos([&] {
+    EXPECT_TRUE(wait_until([&] { return work_done.load(); }, 30s, 5ms));
+    server.kill();
+    EXPECT_TRUE(wait_until([&] { return ack_failed.load(); }, 30s, 5ms));
+    server.start();
+  });
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    std::vector<std::uint64_t> deliveries;
+    std::string ack_error;
+    auto handler = [&](ReceivedMessage m) -> Task<void> {
+      deliveries.push_back(m.metadata()->num_delivered);
+      if (deliveries.size() > 1) {
+        co_await m.ack();
+        co_return;
+      }
+      work_done = true;  // the work is done; the connection goes away before the ack
+      const bool lost = co_await eventually([&] { return bus.status() == natbus::ConnectionStatus::reconnecting; }, 20s);
+      EXPECT_TRUE(lost);
+      try {
+        co_await m.ack();
+      } catch (const natbus::ConnectionError& e) {
+        ack_error = e.what();
+      }
+      ack_failed = true;
+    };
+    auto sub = co_await bus.push_subscribe("ackloss.*", handler, {.durable = "ackloss", .ack_wait = 2s});
+    auto msg = BusMessage::from_text("ackloss.a", "work");
+    co_await bus.publish(std::move(msg));
+    EXPECT_TRUE(co_await eventually([&] { return deliveries.size() >= 2; }, 30s));
+    EXPECT_NE(ack_error.find("not connected"), std::string::npos) << ack_error;
+    if (deliveries.size() >= 2) {
+      EXPECT_EQ(deliveries[1], 2U);  // redelivered after ack_wait
+    }
+    EXPECT_EQ(bus.status(), natbus::ConnectionStatus::connected);
+    co_await bus.close();
+    EXPECT_EQ(bus.status(), natbus::ConnectionStatus::closed);
+  }());
+  chaos.join();
+}
+
+TEST(Fault, ServerLostDuringCloseStillClosesInBoundedTime) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "CLOSELOSS", "closeloss.*");
+  cfg.drain_timeout = 2s;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    bool started = false;
+    auto handler = [&](ReceivedMessage m) -> Task<void> {
+      started = true;
+      co_await natbus::sleep(500ms);
+      try {
+        co_await m.ack();
+      } catch (const natbus::Error&) {
+      }
+    };
+    auto sub = co_await bus.push_subscribe("closeloss.*", handler, {.durable = "cl"});
+    auto msg = BusMessage::from_text("closeloss.a", "x");
+    co_await bus.publish(std::move(msg));
+    EXPECT_TRUE(co_await eventually([&] { return started; }));
+    server.kill();
+    const auto t0 = std::chrono::steady_clock::now();
+    co_await bus.close();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 6s);
+    EXPECT_FALSE(bus.connected());
+  }());
+}
+
+TEST(Fault, MaxDeliverRoutesToTheDeadLetterSubject) {
+  NatsServer server;
+  LogCapture logs;
+  NatsConfig cfg = resilient(server.url(), "ORDERS", "orders.*");
+  cfg.dead_letter_subject = "dlq.orders";
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    const std::vector<std::string> dlq_subjects{"dlq.>"};
+    co_await bus.create_stream("DLQ", dlq_subjects);
+    int deliveries = 0;
+    auto failing = [&](ReceivedMessage) -> Task<void> {
+      ++deliveries;
+      throw std::runtime_error("cannot process order 42");
+      co_return;
+    };
+    auto sub = co_await bus.push_subscribe("orders.*", failing, {.durable = "orders", .max_deliver = 3});
+    auto order =
+        BusMessage::from_json("orders.new", {{"id", 42}}, {.sender = "shop", .correlation_id = "corr-42", .message_type = "order"});
+    co_await bus.publish(std::move(order));
+    auto dlq = co_await bus.pull_subscribe("dlq.>", {.stream = "DLQ", .durable = "dlq_reader"});
+    std::vector<ReceivedMessage> dead;
+    for (int i = 0; i < 20 && dead.empty(); ++i) dead = co_await dlq.fetch(1, 500ms);
+    EXPECT_EQ(deliveries, 3);
+    EXPECT_EQ(dead.size(), 1U);
+    if (!dead.empty()) {
+      const auto& d = dead[0];
+      EXPECT_EQ(d.subject(), "dlq.orders");
+      EXPECT_EQ(d.as_json()["id"], 42);  // the original payload
+      EXPECT_EQ(d.sender(), "shop");     // the original headers
+      EXPECT_EQ(d.correlation_id(), "corr-42");
+      EXPECT_EQ(d.message_type(), "order");
+      EXPECT_EQ(d.content_type(), "application/json");
+      EXPECT_EQ(d.header("x-dead-letter-reason").value_or(""), "handler failed on the last delivery");
+      EXPECT_EQ(d.header("x-dead-letter-error").value_or(""), "cannot process order 42");
+      EXPECT_EQ(d.header("x-dead-letter-subject").value_or(""), "orders.new");
+      EXPECT_EQ(d.header("x-dead-letter-stream").value_or(""), "ORDERS");
+      EXPECT_EQ(d.header("x-dead-letter-durable").value_or(""), "orders");
+      EXPECT_EQ(d.header("x-dead-letter-deliveries").value_or(""), "3");
+      EXPECT_EQ(d.header("x-dead-letter-sequence").value_or(""), "1");
+    }
+    co_await natbus::sleep(500ms);
+    EXPECT_EQ(deliveries, 3);  // terminated: no fourth delivery
+    auto info = co_await bus.consumer_info("ORDERS", "orders");
+    EXPECT_EQ(info.num_ack_pending, 0U);
+    co_await bus.close();
+  }());
+  EXPECT_TRUE(logs.has_event("sub_dead_lettered")) << logs.all();
+}
+
+TEST(Fault, StreamDeletedUnderLiveConsumers) {
+  NatsServer server;
+  LogCapture logs;
+  NatsConfig cfg = resilient(server.url(), "GONE", "gone.*");
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    int handled = 0;
+    auto handler = [&](ReceivedMessage m) -> Task<void> {
+      ++handled;
+      co_await m.ack();
+    };
+    auto push = co_await bus.push_subscribe("gone.*", handler, {.durable = "gone_push"});
+    auto pull = co_await bus.pull_subscribe("gone.*", handler, {.durable = "gone_pull", .expires = 1s});
+    co_await bus.delete_stream("GONE");
+    co_await natbus::sleep(1500ms);  // let the pull loop meet the missing consumer
+    auto msg = BusMessage::from_text("gone.a", "x");
+    EXPECT_THROW(co_await bus.publish(std::move(msg)), natbus::NoStreamError);
+    // The bus still works: recreate the stream, subscribe again.
+    const std::vector<std::string> subjects{"gone.*"};
+    co_await bus.create_stream("GONE", subjects);
+    auto again = co_await bus.push_subscribe("gone.*", handler, {.durable = "gone_push2"});
+    auto m2 = BusMessage::from_text("gone.a", "y");
+    co_await bus.publish(std::move(m2));
+    EXPECT_TRUE(co_await eventually([&] { return handled >= 1; }));
+    co_await bus.close();
+  }());
+  EXPECT_TRUE(logs.has_event("pull_request_refused") || logs.has_event("pull_consumer_recover_failed")) << logs.all();
+}
