@@ -148,10 +148,12 @@ std::string redact_url(std::string_view url) {
   while (start <= url.size()) {
     auto comma = url.find(',', start);
     std::string_view entry = url.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    const auto scheme_end = entry.find("://");
-    const std::size_t auth_start = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+    // Everything before the last '@' (after the scheme, when one comes before it) is user info.
     const auto at = entry.rfind('@');
-    if (at != std::string_view::npos && at >= auth_start) {
+    const auto scheme_end = entry.find("://");
+    const std::size_t auth_start =
+        (scheme_end != std::string_view::npos && at != std::string_view::npos && scheme_end < at) ? scheme_end + 3 : 0;
+    if (at != std::string_view::npos) {
       out.append(entry.substr(0, auth_start));
       out += "***@";
       out.append(entry.substr(at + 1));

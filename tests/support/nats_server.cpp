@@ -201,7 +201,7 @@ bool NatsServer::wait_ready(std::chrono::milliseconds timeout, std::string& why)
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (!opts_.jetstream || !cluster_block_.empty() || !opts_.tls_cert.empty()) return true;
+  if (!opts_.jetstream || !opts_.wait_for_jetstream || !cluster_block_.empty() || !opts_.tls_cert.empty()) return true;
   // 2. JetStream answers (a restarted server recovers its store first).
   natsOptions* o = nullptr;
   natsOptions_Create(&o);
@@ -209,6 +209,7 @@ bool NatsServer::wait_ready(std::chrono::milliseconds timeout, std::string& why)
   natsOptions_SetURL(o, u.c_str());
   if (!opts_.user.empty()) natsOptions_SetUserInfo(o, opts_.user.c_str(), opts_.password.c_str());
   if (!opts_.token.empty()) natsOptions_SetToken(o, opts_.token.c_str());
+  if (!opts_.ready_credentials.empty()) natsOptions_SetUserCredentialsFromFiles(o, opts_.ready_credentials.c_str(), nullptr);
   natsOptions_SetTimeout(o, 2000);
   natsConnection* nc = nullptr;
   bool ok = false;

@@ -48,6 +48,10 @@ struct ServerOptions {
   int max_payload = 0;
   /// How long start() waits for the server to accept connections.
   std::chrono::milliseconds start_timeout{15000};
+  /// Readiness: also wait until JetStream answers.
+  bool wait_for_jetstream = true;
+  /// Credentials file the readiness check logs in with (operator/JWT configurations).
+  std::string ready_credentials{};
   std::chrono::milliseconds stop_timeout{10000};
 };
 
