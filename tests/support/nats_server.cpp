@@ -20,7 +20,9 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -170,6 +172,9 @@ void NatsServer::start() {
     }
     ::close(logfd);
     pid_ = pid;
+    std::error_code ec;
+    const auto size = fs::file_size(log_, ec);
+    log_offset_ = ec ? 0 : size;
     std::string why;
     if (wait_ready(opts_.start_timeout, why)) return;
     const std::string tail = log_tail();
@@ -185,7 +190,8 @@ void NatsServer::start() {
 
 bool NatsServer::wait_ready(std::chrono::milliseconds timeout, std::string& why) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  // 1. The process runs and the port accepts connections.
+  // 1. The process runs, its own log says it is ready (a port that accepts connections could be
+  //    another test's server that won the race for the port we picked), and the port is open.
   for (;;) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -194,9 +200,9 @@ bool NatsServer::wait_ready(std::chrono::milliseconds timeout, std::string& why)
                         WIFEXITED(status) ? fmt::format("status {}", WEXITSTATUS(status)) : fmt::format("signal {}", WTERMSIG(status)));
       return false;
     }
-    if (port_open(port_)) break;
+    if (log_says_ready() && port_open(port_)) break;
     if (std::chrono::steady_clock::now() >= deadline) {
-      why = "the port did not open in time";
+      why = "the server did not report ready with its port open in time";
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -272,8 +278,45 @@ void NatsServer::restart(bool hard) {
   start();
 }
 
+bool NatsServer::log_says_ready() const {
+  std::ifstream f(log_);
+  f.seekg(static_cast<std::streamoff>(log_offset_));
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.find("Server is ready") != std::string::npos) return true;
+  }
+  return false;
+}
+
+namespace {
+
+/// True when every thread of `pid` is in the stopped state ('T').
+bool all_threads_stopped(pid_t pid) {
+  std::error_code ec;
+  bool any = false;
+  for (const auto& entry : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::ifstream stat(entry.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto paren = text.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= text.size()) return false;
+    if (text[paren + 2] != 'T' && text[paren + 2] != 't') return false;
+    any = true;
+  }
+  return any && !ec;
+}
+
+}  // namespace
+
 void NatsServer::freeze() {
-  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGSTOP);
+  // kill() returns before the threads have stopped: a message sent right after could still be
+  // handled. Wait (bounded) until the kernel reports every thread stopped.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!all_threads_stopped(pid_)) {
+    if (std::chrono::steady_clock::now() >= deadline) throw HarnessError(fmt::format("nats-server {} did not stop on SIGSTOP", pid_));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void NatsServer::thaw() {

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -94,6 +95,7 @@ class NatsServer {
  private:
   void write_config();
   bool wait_ready(std::chrono::milliseconds timeout, std::string& why);
+  [[nodiscard]] bool log_says_ready() const;
 
   ServerOptions opts_;
   int port_ = 0;
@@ -101,6 +103,7 @@ class NatsServer {
   std::string dir_;
   std::string store_;
   std::string log_;
+  std::uintmax_t log_offset_ = 0;  // where the current process' lines start in log_
   std::string conf_;
   std::string cluster_block_;
 };
