@@ -776,8 +776,10 @@ TEST(Durable, KilledPodIsReplacedWithoutAlreadyBoundAndUnackedWorkComesBack) {
 
 TEST(Durable, FrozenPodHoldsTheBindingUntilTheServerDropsIt) {
   // A frozen pod keeps its subscription alive on the server until the server's pings time out
-  // (here ping_interval 300 ms x ping_max 2): the new pod waits it out with backoff.
-  NatsServer server(ServerOptions{.ping_interval = 300ms, .ping_max = 2});
+  // (here ping_interval 1.5 s x ping_max 2, so 3-4.5 s: long enough that a slow sanitizer
+  // build reaches the short-bind_timeout check while the frozen pod still holds the durable):
+  // the new pod waits it out with backoff.
+  NatsServer server(ServerOptions{.ping_interval = 1500ms, .ping_max = 2});
   NatsConfig cfg = stream_config(server, "RESUME", "resume.*");
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
