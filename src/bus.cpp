@@ -308,7 +308,7 @@ void BusCore::publish_core_msg(const BusMessage& msg, std::string_view reply, st
   const std::string r(reply);
   MsgPtr m = to_nats_msg(msg, r.empty() ? nullptr : r.c_str(), op);
   const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = msg.subject()});
+  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
 }
 
 void BusCore::teardown_connection() noexcept {

@@ -11,6 +11,16 @@
 
 #include "natbus/error.hpp"
 
+#ifdef NATBUS_HAVE_NATSMSG_CREATE
+// cnats' internal constructor behind natsMsg_Create (msg.h; exported from libnats with this
+// signature since v2.6). Given a pre-encoded header block (hdrLen > 0) it marks the message so
+// that publishing copies the block as is instead of re-encoding a header map. CMake checks
+// that the library exports it (NATBUS_HAVE_NATSMSG_CREATE); without it natbus falls back to
+// natsMsgHeader_Add.
+extern "C" natsStatus natsMsg_create(natsMsg** newMsg, const char* subject, int subjLen, const char* reply, int replyLen, const char* buf,
+                                     int bufLen, int hdrLen);
+#endif
+
 namespace natbus::detail {
 
 struct NatsMsgDeleter {

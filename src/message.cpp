@@ -1,5 +1,7 @@
 // BusMessage: building the Python library's header set.
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -27,17 +29,153 @@ void check_header(std::string_view op, std::string_view name, std::string_view v
 
 }  // namespace
 
-std::optional<std::string_view> BusMessage::header(std::string_view name) const noexcept {
-  for (const auto& [k, v] : headers_) {
-    if (detail::iequals(k, name)) return std::string_view(v);
+namespace {
+
+constexpr std::string_view kStatusLine = "NATS/1.0\r\n";
+
+/// Calls fn(name, value) for each "name: value" line of an encoded header block; stops early
+/// when fn returns false.
+template <class Fn>
+void for_each_header(std::string_view block, Fn&& fn) {
+  if (block.size() < kStatusLine.size()) return;
+  std::size_t pos = block.find("\r\n");
+  if (pos == std::string_view::npos) return;
+  pos += 2;
+  while (pos < block.size()) {
+    const std::size_t end = block.find("\r\n", pos);
+    if (end == std::string_view::npos || end == pos) return;
+    const std::string_view line = block.substr(pos, end - pos);
+    pos = end + 2;
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (!fn(line.substr(0, colon), value)) return;
   }
-  return std::nullopt;
 }
+
+/// The buffer of a message: pooled like coroutine frames (a publish allocates nothing once warm).
+char* buffer_alloc(std::size_t n) { return n == 0 ? nullptr : static_cast<char*>(detail::frame_alloc(n)); }
+void buffer_free(char* p, std::size_t n) noexcept {
+  if (p != nullptr) detail::frame_free(p, n);
+}
+
+class Writer {
+ public:
+  explicit Writer(char* p) noexcept : p_(p) {}
+  void put(std::string_view s) noexcept {
+    if (!s.empty()) std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  void header(std::string_view name, std::string_view value) noexcept {
+    put(name);
+    put(": ");
+    put(value);
+    put("\r\n");
+  }
+
+ private:
+  char* p_;
+};
+
+std::size_t encoded_size(std::span<const Header> headers) noexcept {
+  if (headers.empty()) return 0;
+  std::size_t n = kStatusLine.size() + 2;
+  for (const Header& h : headers) n += h.name.size() + h.value.size() + 4;
+  return n;
+}
+
+}  // namespace
+
+BusMessage::BusMessage(const BusMessage& other)
+    : buf_(buffer_alloc(other.size_)), size_(other.size_), subject_len_(other.subject_len_), header_len_(other.header_len_) {
+  if (size_ > 0) std::memcpy(buf_, other.buf_, size_);
+}
+
+BusMessage& BusMessage::operator=(const BusMessage& other) {
+  if (this != &other) *this = BusMessage(other);
+  return *this;
+}
+
+BusMessage& BusMessage::operator=(BusMessage&& other) noexcept {
+  if (this != &other) {
+    buffer_free(buf_, size_);
+    buf_ = std::exchange(other.buf_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    subject_len_ = std::exchange(other.subject_len_, 0);
+    header_len_ = std::exchange(other.header_len_, 0);
+  }
+  return *this;
+}
+
+BusMessage::~BusMessage() { buffer_free(buf_, size_); }
+
+std::optional<std::string_view> BusMessage::header(std::string_view name) const noexcept {
+  std::optional<std::string_view> out;
+  for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
+    if (!detail::iequals(k, name)) return true;
+    out = v;
+    return false;
+  });
+  return out;
+}
+
+std::vector<std::string_view> BusMessage::header_values(std::string_view name) const {
+  std::vector<std::string_view> out;
+  for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
+    if (detail::iequals(k, name)) out.push_back(v);
+    return true;
+  });
+  return out;
+}
+
+std::vector<std::pair<std::string_view, std::string_view>> BusMessage::headers() const {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
+    out.emplace_back(k, v);
+    return true;
+  });
+  return out;
+}
+
+void BusMessage::rebuild(const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::vector<Header> hs;
+  hs.reserve(headers.size());
+  for (const auto& [k, v] : headers) hs.push_back(Header{k, v});
+  const std::size_t hlen = encoded_size(hs);
+  const std::string_view subj = subject();
+  const std::string_view body = payload();
+  const std::size_t size = subj.size() + hlen + body.size();
+  char* buf = buffer_alloc(size);
+  Writer w(buf);
+  w.put(subj);
+  if (hlen > 0) {
+    w.put(kStatusLine);
+    for (const Header& h : hs) w.header(h.name, h.value);
+    w.put("\r\n");
+  }
+  w.put(body);
+  buffer_free(buf_, size_);
+  buf_ = buf;
+  size_ = size;
+  header_len_ = hlen;
+}
+
+namespace {
+
+std::vector<std::pair<std::string, std::string>> owned_headers(const BusMessage& m) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [k, v] : m.headers()) out.emplace_back(std::string(k), std::string(v));
+  return out;
+}
+
+}  // namespace
 
 BusMessage& BusMessage::set_header(std::string_view name, std::string_view value) {
   check_header("set_header", name, value);
+  auto hs = owned_headers(*this);
   bool replaced = false;
-  for (auto it = headers_.begin(); it != headers_.end();) {
+  for (auto it = hs.begin(); it != hs.end();) {
     if (detail::iequals(it->first, name)) {
       if (!replaced) {
         it->first.assign(name);
@@ -45,25 +183,72 @@ BusMessage& BusMessage::set_header(std::string_view name, std::string_view value
         replaced = true;
         ++it;
       } else {
-        it = headers_.erase(it);
+        it = hs.erase(it);
       }
     } else {
       ++it;
     }
   }
-  if (!replaced) headers_.emplace_back(std::string(name), std::string(value));
+  if (!replaced) hs.emplace_back(std::string(name), std::string(value));
+  rebuild(hs);
   return *this;
 }
 
 BusMessage& BusMessage::add_header(std::string_view name, std::string_view value) {
   check_header("add_header", name, value);
-  headers_.emplace_back(std::string(name), std::string(value));
+  auto hs = owned_headers(*this);
+  hs.emplace_back(std::string(name), std::string(value));
+  rebuild(hs);
   return *this;
 }
 
-std::size_t BusMessage::remove_header(std::string_view name) noexcept {
-  return std::erase_if(headers_, [&](const auto& h) { return detail::iequals(h.first, name); });
+std::size_t BusMessage::remove_header(std::string_view name) {
+  auto hs = owned_headers(*this);
+  const std::size_t n = std::erase_if(hs, [&](const auto& h) { return detail::iequals(h.first, name); });
+  if (n > 0) rebuild(hs);
+  return n;
 }
+
+namespace {
+
+/// A few headers without heap allocation in the common case.
+class HeaderList {
+ public:
+  explicit HeaderList(std::size_t capacity) {
+    if (capacity > inline_.size()) {
+      heap_.resize(capacity);
+      data_ = heap_.data();
+    } else {
+      data_ = inline_.data();
+    }
+  }
+  void push(std::string_view name, std::string_view value) noexcept { data_[n_++] = Header{name, value}; }
+  /// set_header semantics: the first header of that name (any case) takes the new name and
+  /// value, later ones are dropped; a new name goes at the end.
+  void set(std::string_view name, std::string_view value) noexcept {
+    bool replaced = false;
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (detail::iequals(data_[i].name, name)) {
+        if (replaced) continue;
+        data_[i] = Header{name, value};
+        replaced = true;
+      }
+      data_[out++] = data_[i];
+    }
+    n_ = out;
+    if (!replaced) push(name, value);
+  }
+  [[nodiscard]] std::span<const Header> view() const noexcept { return {data_, n_}; }
+
+ private:
+  std::array<Header, 16> inline_{};
+  std::vector<Header> heap_;
+  Header* data_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+}  // namespace
 
 BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::string_view payload, std::string_view default_content_type,
                             const MessageOptions& o) {
@@ -85,32 +270,57 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
   if (!o.final_to.empty()) detail::check(op, "final_to", o.final_to, detail::subject_problem(o.final_to, false));
   for (const Header& h : o.headers) check_header(op, h.name, h.value);
 
-  BusMessage m;
-  m.subject_.assign(subject);
+  std::string compressed;
+  std::string_view body = payload;
   if (o.compress) {
-    m.payload_ = detail::gzip_compress(payload);
-  } else {
-    m.payload_.assign(payload);
+    compressed = detail::gzip_compress(payload);
+    body = compressed;
   }
+  std::array<char, detail::kUuidLen> trace{};
+  std::array<char, detail::kUuidLen> correlation{};
+  std::array<char, detail::kIsoLen> sent_at{};
+
   // The Python library's header order: content-type, content-encoding, x-trace-id,
   // x-correlation-id, x-sender, x-sent-at, x-message-type, x-reply-on, x-final-to.
-  m.headers_.reserve(8 + o.headers.size());
-  m.headers_.emplace_back("content-type", std::string(o.content_type.empty() ? default_content_type : o.content_type));
-  if (o.compress) m.headers_.emplace_back("content-encoding", "gzip");
+  HeaderList hs(10 + o.headers.size());
+  hs.push("content-type", o.content_type.empty() ? default_content_type : o.content_type);
+  if (o.compress) hs.push("content-encoding", "gzip");
   if (!o.trace_id.empty()) {
-    m.headers_.emplace_back("x-trace-id", std::string(o.trace_id));
+    hs.push("x-trace-id", o.trace_id);
   } else if (o.ensure_trace) {
-    m.headers_.emplace_back("x-trace-id", detail::uuid4());
+    detail::uuid4_into(trace.data());
+    hs.push("x-trace-id", std::string_view(trace.data(), trace.size()));
   }
-  m.headers_.emplace_back("x-correlation-id", o.correlation_id.empty() ? detail::uuid4() : std::string(o.correlation_id));
-  if (!o.sender.empty()) m.headers_.emplace_back("x-sender", std::string(o.sender));
-  m.headers_.emplace_back("x-sent-at", detail::iso8601_ms(std::chrono::system_clock::now()));
-  if (!o.message_type.empty()) m.headers_.emplace_back("x-message-type", std::string(o.message_type));
-  if (!o.reply_on.empty()) m.headers_.emplace_back("x-reply-on", std::string(o.reply_on));
-  if (!o.final_to.empty()) m.headers_.emplace_back("x-final-to", std::string(o.final_to));
-  if (!o.msg_id.empty()) m.headers_.emplace_back("Nats-Msg-Id", std::string(o.msg_id));
+  if (o.correlation_id.empty()) {
+    detail::uuid4_into(correlation.data());
+    hs.push("x-correlation-id", std::string_view(correlation.data(), correlation.size()));
+  } else {
+    hs.push("x-correlation-id", o.correlation_id);
+  }
+  if (!o.sender.empty()) hs.push("x-sender", o.sender);
+  detail::iso8601_ms_into(sent_at.data(), std::chrono::system_clock::now());
+  hs.push("x-sent-at", std::string_view(sent_at.data(), sent_at.size()));
+  if (!o.message_type.empty()) hs.push("x-message-type", o.message_type);
+  if (!o.reply_on.empty()) hs.push("x-reply-on", o.reply_on);
+  if (!o.final_to.empty()) hs.push("x-final-to", o.final_to);
+  if (!o.msg_id.empty()) hs.push("Nats-Msg-Id", o.msg_id);
   // User headers override the defaults (the seed sends content-type: image/jpeg).
-  for (const Header& h : o.headers) m.set_header(h.name, h.value);
+  for (const Header& h : o.headers) hs.set(h.name, h.value);
+
+  const std::size_t hlen = encoded_size(hs.view());
+  BusMessage m;
+  m.size_ = subject.size() + hlen + body.size();
+  m.buf_ = buffer_alloc(m.size_);
+  m.subject_len_ = subject.size();
+  m.header_len_ = hlen;
+  Writer w(m.buf_);
+  w.put(subject);
+  if (hlen > 0) {
+    w.put(kStatusLine);
+    for (const Header& h : hs.view()) w.header(h.name, h.value);
+    w.put("\r\n");
+  }
+  w.put(body);
   return m;
 }
 

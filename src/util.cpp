@@ -1,7 +1,10 @@
 #include "util.hpp"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <ctime>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -19,24 +22,27 @@ std::mt19937_64& rng() {
 }
 }  // namespace
 
-std::string uuid4() {
-  std::array<unsigned char, 16> b{};
+void uuid4_into(char* out) noexcept {
   const std::uint64_t hi = rng()();
   const std::uint64_t lo = rng()();
-  for (int i = 0; i < 8; ++i) {
-    b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(hi >> (8 * i));
-    b[static_cast<std::size_t>(i) + 8] = static_cast<unsigned char>(lo >> (8 * i));
+  std::array<unsigned char, 16> b{};
+  for (std::size_t i = 0; i < 8; ++i) {
+    b[i] = static_cast<unsigned char>(hi >> (8 * i));
+    b[i + 8] = static_cast<unsigned char>(lo >> (8 * i));
   }
   b[6] = static_cast<unsigned char>((b[6] & 0x0fU) | 0x40U);  // version 4
   b[8] = static_cast<unsigned char>((b[8] & 0x3fU) | 0x80U);  // RFC 4122 variant
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
   for (std::size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[b[i] >> 4U];
-    out += kHex[b[i] & 0x0fU];
+    if (i == 4 || i == 6 || i == 8 || i == 10) *out++ = '-';
+    *out++ = kHex[b[i] >> 4U];
+    *out++ = kHex[b[i] & 0x0fU];
   }
+}
+
+std::string uuid4() {
+  std::string out(kUuidLen, '0');
+  uuid4_into(out.data());
   return out;
 }
 
@@ -48,15 +54,35 @@ std::string random_token(std::size_t n) {
   return out;
 }
 
-std::string iso8601_ms(std::chrono::system_clock::time_point t) {
+void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcept {
+  // "2026-11-26T18:21:33.123+00:00": everything but the milliseconds changes once a second, so
+  // the formatted second is cached per thread (gmtime and formatting cost ~5000 instructions).
+  struct Cache {
+    std::int64_t second = std::numeric_limits<std::int64_t>::min();
+    std::array<char, kIsoLen> text{};
+  };
+  thread_local Cache cache;
   const auto since = t.time_since_epoch();
   const auto secs = std::chrono::floor<std::chrono::seconds>(since);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since - secs).count();
-  const std::time_t tt = static_cast<std::time_t>(secs.count());
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+00:00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ms);
+  const auto ms = static_cast<unsigned>(std::chrono::duration_cast<std::chrono::milliseconds>(since - secs).count());
+  if (secs.count() != cache.second) {
+    const std::time_t tt = static_cast<std::time_t>(secs.count());
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    fmt::format_to_n(cache.text.data(), cache.text.size(), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000+00:00", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cache.second = secs.count();
+  }
+  std::memcpy(out, cache.text.data(), kIsoLen);
+  out[20] = static_cast<char>('0' + ms / 100);
+  out[21] = static_cast<char>('0' + (ms / 10) % 10);
+  out[22] = static_cast<char>('0' + ms % 10);
+}
+
+std::string iso8601_ms(std::chrono::system_clock::time_point t) {
+  std::string out(kIsoLen, '0');
+  iso8601_ms_into(out.data(), t);
+  return out;
 }
 
 bool valid_utf8(std::string_view s) noexcept {

@@ -10,11 +10,17 @@ namespace natbus::detail {
 
 /// A random UUIDv4, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" (lowercase), as Python's uuid4().
 [[nodiscard]] std::string uuid4();
+/// Writes a UUIDv4 into out[0..36) (no terminator).
+void uuid4_into(char* out) noexcept;
+inline constexpr std::size_t kUuidLen = 36;
 /// `n` random characters from [0-9A-Za-z].
 [[nodiscard]] std::string random_token(std::size_t n);
 /// ISO-8601 UTC with milliseconds, "+00:00" suffix: Python's
 /// datetime.now(timezone.utc).isoformat(timespec="milliseconds").
 [[nodiscard]] std::string iso8601_ms(std::chrono::system_clock::time_point t);
+/// Writes iso8601_ms(t) into out[0..29) (no terminator). The date part is cached per second.
+void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcept;
+inline constexpr std::size_t kIsoLen = 29;
 /// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 [[nodiscard]] bool valid_utf8(std::string_view s) noexcept;
 /// ASCII case-insensitive equality.

@@ -64,6 +64,11 @@ concept ByteLike = std::same_as<T, std::byte> || std::same_as<T, char> || std::s
     std::same_as<T, std::uint8_t>;
 
 /// A message to publish: subject, headers, payload (already compressed when asked).
+///
+/// The message is one buffer laid out as it goes on the wire (subject, the NATS/1.0 header
+/// block, the payload), so publishing it copies it once into cnats and allocates nothing else.
+/// Accessors return views into that buffer: they stay valid until the message is changed,
+/// moved from or destroyed.
 class BusMessage {
  public:
   /// JSON payload (content-type application/json).
@@ -89,16 +94,37 @@ class BusMessage {
     return from_bytes(subject, std::as_bytes(std::span(std::ranges::data(data), std::ranges::size(data))), options);
   }
 
-  [[nodiscard]] const std::string& subject() const noexcept { return subject_; }
+  BusMessage(const BusMessage& other);
+  BusMessage& operator=(const BusMessage& other);
+  BusMessage(BusMessage&& other) noexcept
+      : buf_(std::exchange(other.buf_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
+        subject_len_(std::exchange(other.subject_len_, 0)),
+        header_len_(std::exchange(other.header_len_, 0)) {}
+  BusMessage& operator=(BusMessage&& other) noexcept;
+  ~BusMessage();
+
+  /// The subject; empty only for a moved-from message.
+  [[nodiscard]] std::string_view subject() const noexcept { return {buf_, subject_len_}; }
   /// The payload as sent (gzip-compressed when content-encoding is gzip).
   [[nodiscard]] std::span<const std::byte> data() const noexcept {
-    return std::as_bytes(std::span<const char>(payload_.data(), payload_.size()));
+    const std::string_view p = payload();
+    return std::as_bytes(std::span<const char>(p.data(), p.size()));
   }
-  [[nodiscard]] std::string_view payload() const noexcept { return payload_; }
+  [[nodiscard]] std::string_view payload() const noexcept {
+    return {buf_ + subject_len_ + header_len_, size_ - subject_len_ - header_len_};
+  }
   /// Headers in the order they go on the wire.
-  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& headers() const noexcept { return headers_; }
+  [[nodiscard]] std::vector<std::pair<std::string_view, std::string_view>> headers() const;
   /// First value of a header, looked up case-insensitively.
   [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept;
+  /// Every value of a header (case-insensitive name), in wire order.
+  [[nodiscard]] std::vector<std::string_view> header_values(std::string_view name) const;
+  /// The encoded header block exactly as it goes on the wire ("NATS/1.0\r\n...\r\n\r\n");
+  /// empty when the message has no headers.
+  [[nodiscard]] std::string_view wire_headers() const noexcept { return {buf_ + subject_len_, header_len_}; }
+  /// Bytes the message takes on the wire, headers and payload (what max_payload limits).
+  [[nodiscard]] std::size_t wire_size() const noexcept { return size_ - subject_len_; }
 
   [[nodiscard]] std::string_view content_type() const noexcept { return header_or_empty("content-type"); }
   [[nodiscard]] std::string_view content_encoding() const noexcept { return header_or_empty("content-encoding"); }
@@ -116,7 +142,7 @@ class BusMessage {
   /// Adds one more value for a header (multi-valued headers).
   BusMessage& add_header(std::string_view name, std::string_view value);
   /// Removes every value of a header; returns how many were removed.
-  std::size_t remove_header(std::string_view name) noexcept;
+  std::size_t remove_header(std::string_view name);
   /// Sets Nats-Msg-Id (server-side deduplication within the stream's duplicate window).
   BusMessage& set_msg_id(std::string_view id) { return set_header("Nats-Msg-Id", id); }
 
@@ -128,10 +154,13 @@ class BusMessage {
   }
   static BusMessage make(std::string_view op, std::string_view subject, std::string_view payload, std::string_view default_content_type,
                          const MessageOptions& options);
+  /// Re-encodes the header block from `headers` (keeps subject and payload).
+  void rebuild(const std::vector<std::pair<std::string, std::string>>& headers);
 
-  std::string subject_{};
-  std::string payload_{};
-  std::vector<std::pair<std::string, std::string>> headers_;
+  char* buf_ = nullptr;          // [subject][header block][payload], pooled
+  std::size_t size_ = 0;         // total bytes in buf_
+  std::size_t subject_len_ = 0;  // bytes of subject at buf_
+  std::size_t header_len_ = 0;   // bytes of the header block after the subject (0: no headers)
 };
 
 /// JetStream delivery metadata, parsed from the message's $JS.ACK reply subject.

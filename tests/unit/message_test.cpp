@@ -17,7 +17,7 @@ const std::regex kSentAt(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+00:00$)
 
 std::vector<std::string> names(const BusMessage& m) {
   std::vector<std::string> out;
-  for (const auto& [k, v] : m.headers()) out.push_back(k);
+  for (const auto& [k, v] : m.headers()) out.emplace_back(k);
   return out;
 }
 }  // namespace
@@ -136,4 +136,54 @@ TEST(BusMessage, BadInputIsAClearInvalidArgument) {
   auto m = BusMessage::from_text("s", "x");
   EXPECT_NE(invalid([&] { m.set_header("k", "a\rb"); }).find("CR or LF"), std::string::npos);
   EXPECT_NE(invalid([&] { m.set_header("a:b", "v"); }).find("':'"), std::string::npos);
+}
+
+TEST(BusMessage, OneBufferLaidOutAsOnTheWire) {
+  auto m = BusMessage::from_text("orders.created", "hello",
+                                 {.correlation_id = "c-1", .headers = {{"x-tag", "a"}}, .trace_id = "t-1", .msg_id = "m-1"});
+  const std::string sent_at(m.sent_at());
+  EXPECT_EQ(m.wire_headers(), "NATS/1.0\r\ncontent-type: text/plain; charset=utf-8\r\nx-trace-id: t-1\r\nx-correlation-id: c-1\r\n"
+                              "x-sent-at: " + sent_at + "\r\nNats-Msg-Id: m-1\r\nx-tag: a\r\n\r\n");
+  EXPECT_EQ(m.wire_size(), m.wire_headers().size() + 5);
+  EXPECT_EQ(m.payload(), "hello");
+  EXPECT_EQ(m.subject(), "orders.created");
+
+  // A copy is deep; changing headers keeps subject and payload.
+  BusMessage copy = m;
+  copy.add_header("x-tag", "b");
+  EXPECT_EQ(copy.header_values("X-TAG"), (std::vector<std::string_view>{"a", "b"}));
+  EXPECT_EQ(m.header_values("x-tag"), (std::vector<std::string_view>{"a"}));
+  EXPECT_EQ(copy.remove_header("x-tag"), 2U);
+  EXPECT_FALSE(copy.header("x-tag"));
+  EXPECT_EQ(copy.subject(), "orders.created");
+  EXPECT_EQ(copy.payload(), "hello");
+
+  // Removing every header leaves a message without a header block (sent as a plain PUB).
+  for (const auto& name : names(copy)) copy.remove_header(name);
+  EXPECT_TRUE(copy.wire_headers().empty());
+  EXPECT_EQ(copy.wire_size(), 5U);
+  EXPECT_EQ(copy.payload(), "hello");
+
+  // Moved-from messages are empty, not dangling.
+  BusMessage moved = std::move(m);
+  EXPECT_EQ(moved.payload(), "hello");
+  EXPECT_TRUE(m.subject().empty());  // NOLINT(bugprone-use-after-move): documented state
+  EXPECT_TRUE(m.headers().empty());  // NOLINT(bugprone-use-after-move)
+}
+
+TEST(BusMessage, ManyUserHeadersOverrideInPlace) {
+  // More user headers than the inline list holds; the last value of a repeated name wins, in the
+  // position of the first.
+  auto m = BusMessage::from_text("s", "x",
+                                 {.headers = {{"x-h0", "0"},  {"x-h1", "1"},  {"x-h2", "2"},  {"x-h3", "3"},  {"x-h4", "4"},
+                                              {"x-h5", "5"},  {"x-h6", "6"},  {"x-h7", "7"},  {"x-h8", "8"},  {"x-h9", "9"},
+                                              {"x-h10", "10"}, {"x-h11", "11"}, {"x-h12", "12"}, {"x-h13", "13"}, {"x-h14", "14"},
+                                              {"X-H0", "last"}, {"Content-Type", "application/x"}}});
+  auto hs = m.headers();
+  ASSERT_EQ(hs.size(), 4U + 15U);
+  EXPECT_EQ(hs[0].first, "Content-Type");
+  EXPECT_EQ(hs[0].second, "application/x");
+  EXPECT_EQ(hs[4].first, "X-H0");
+  EXPECT_EQ(hs[4].second, "last");
+  EXPECT_EQ(hs.back().first, "x-h14");
 }

@@ -127,6 +127,16 @@ TEST(Util, UuidsAreV4AndUnique) {
 TEST(Util, Iso8601Milliseconds) {
   const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795717293123LL));
   EXPECT_EQ(natbus::detail::iso8601_ms(t), "2026-11-26T18:21:33.123+00:00");
+  // The date part is cached per second: crossing a second, a day and going back in time must
+  // all re-format it.
+  using std::chrono::milliseconds;
+  using TP = std::chrono::system_clock::time_point;
+  EXPECT_EQ(natbus::detail::iso8601_ms(TP(milliseconds(1795717293999LL))), "2026-11-26T18:21:33.999+00:00");
+  EXPECT_EQ(natbus::detail::iso8601_ms(TP(milliseconds(1795717294000LL))), "2026-11-26T18:21:34.000+00:00");
+  EXPECT_EQ(natbus::detail::iso8601_ms(TP(milliseconds(1795737599007LL))), "2026-11-26T23:59:59.007+00:00");
+  EXPECT_EQ(natbus::detail::iso8601_ms(TP(milliseconds(1795737600050LL))), "2026-11-27T00:00:00.050+00:00");
+  EXPECT_EQ(natbus::detail::iso8601_ms(TP(milliseconds(0))), "1970-01-01T00:00:00.000+00:00");
+  EXPECT_EQ(natbus::detail::iso8601_ms(t), "2026-11-26T18:21:33.123+00:00");
 }
 
 TEST(Version, Strings) {
