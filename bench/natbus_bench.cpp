@@ -158,6 +158,14 @@ struct Timer {
   }
 };
 
+// NATBUS_BENCH_HEADERS=natbus (default): every message carries natbus' wire contract
+// (content-type, x-trace-id, x-correlation-id, x-sent-at: ~190 bytes the server parses and
+// stores too). =none: bare messages, byte for byte what the peers publish.
+bool bare_messages() {
+  const char* h = std::getenv("NATBUS_BENCH_HEADERS");  // NOLINT(concurrency-mt-unsafe): nothing sets the environment
+  return h != nullptr && std::strcmp(h, "none") == 0;
+}
+
 void report(const Timer& t, long n, int size, const char* storage, const std::string& extra) {
   const double secs = std::chrono::duration<double>(t.t1 - t.t0).count();
   std::string line = fmt::format("natbus mode={} msgs={} size={} storage={} secs={:.3f} rate={:.0f} cpu={:.2f}", g_mode, n, size, storage,
@@ -165,6 +173,7 @@ void report(const Timer& t, long n, int size, const char* storage, const std::st
   if (t.srv0 >= 0 && t.srv1 >= 0) line += fmt::format(" srv_cpu={:.2f}", t.srv1 - t.srv0);
   if (t.host0 >= 0 && t.host1 >= 0) line += fmt::format(" host_busy={:.2f}", t.host1 - t.host0);
   if (!extra.empty()) line += " " + extra;
+  line += bare_messages() ? " headers=none" : " headers=natbus";
   line += fmt::format(" allocs_per_msg={:.2f} peak_rss_mb={:.1f}", static_cast<double>(t.allocs1 - t.allocs0) / static_cast<double>(n),
                       static_cast<double>(peak_rss_kb()) / 1024.0);
   std::printf("%s\n", line.c_str());
@@ -221,7 +230,10 @@ natbus::Task<void> fresh_stream(natbus::NatsBus& bus, const Args& a) {
   co_await bus.create_stream(a.stream, subjects, so);
 }
 
-natbus::BusMessage make_msg(const Args& a) { return natbus::BusMessage::from_bytes(a.subject, a.payload, {.ensure_trace = false}); }
+natbus::BusMessage make_msg(const Args& a) {
+  static const bool bare = bare_messages();
+  return natbus::BusMessage::from_bytes(a.subject, a.payload, {.natbus_headers = !bare});
+}
 
 natbus::Task<int> bench(Args a) {
   const std::string mode = g_mode;
@@ -328,7 +340,7 @@ natbus::Task<int> bench(Args a) {
       if (next > std::chrono::steady_clock::now()) co_await natbus::sleep_until(next);
       const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
       std::memcpy(payload.data(), &now, sizeof now);
-      auto msg = natbus::BusMessage::from_bytes(a.subject, payload, {.ensure_trace = false});
+      auto msg = natbus::BusMessage::from_bytes(a.subject, payload, {.natbus_headers = !bare_messages()});
       auto f = co_await bus.publish_async(std::move(msg));
       (void)f;
     }

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -23,23 +24,10 @@
 #include "natbus/config.hpp"
 #include "natbus/log.hpp"
 #include "ref.hpp"
+#include "sink.hpp"
 #include "util.hpp"
 
 namespace natbus::detail {
-
-/// Something that takes messages off a cnats subscription after each read.
-class MsgSink {
- public:
-  virtual void pump() noexcept = 0;
-  /// The connection came back after a disconnect.
-  virtual void on_reconnected() noexcept {}
-
- protected:
-  MsgSink() = default;
-  MsgSink(const MsgSink&) = default;
-  MsgSink& operator=(const MsgSink&) = default;
-  ~MsgSink() = default;
-};
 
 /// Resumes coroutines waiting for a condition (loop thread; resumption is scheduled, never inline).
 class WaitList {
@@ -167,6 +155,14 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   /// Builds the natsMsg for `msg` with `reply` (headers included).
   MsgPtr to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const;
 
+  /// The fast lane saw a 503 it cannot attribute: forget which subjects have a stream.
+  void on_fast_lane_no_responders() noexcept;
+  /// True when a stream has acknowledged a publish to `subject` (and no 503 came since).
+  [[nodiscard]] bool stream_known(std::string_view subject) const noexcept {
+    return stream_subjects_.find(subject) != stream_subjects_.end();
+  }
+  void learn_stream_subject(std::string_view subject);
+
   /// Max payload the server accepts (from its INFO).
   [[nodiscard]] std::int64_t max_payload() const noexcept;
 
@@ -188,10 +184,12 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   natsConnection* nc_ = nullptr;          // conn_.get(), cached
   std::shared_ptr<natsConnection> conn_;  // shared with worker jobs that use it
   std::shared_ptr<ConnIo> io_;
-  Mux mux_;
   std::vector<MsgSink*> sinks_;
   bool sinks_dirty_ = false;
   int pumping_sinks_ = 0;
+  Mux mux_;  // after sinks_: its destructor removes its sink
+  /// Subjects a stream has acknowledged: their publishes take the Mux's fast lane.
+  std::unordered_set<std::string, StringHash, std::equal_to<>> stream_subjects_;
   std::vector<SubCore*> subs_;
   std::vector<PullCore*> pulls_;
   std::size_t handlers_running_ = 0;

@@ -283,26 +283,30 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
   // The Python library's header order: content-type, content-encoding, x-trace-id,
   // x-correlation-id, x-sender, x-sent-at, x-message-type, x-reply-on, x-final-to.
   HeaderList hs(10 + o.headers.size());
-  hs.push("content-type", o.content_type.empty() ? default_content_type : o.content_type);
-  if (o.compress) hs.push("content-encoding", "gzip");
-  if (!o.trace_id.empty()) {
-    hs.push("x-trace-id", o.trace_id);
-  } else if (o.ensure_trace) {
-    detail::uuid4_into(trace.data());
-    hs.push("x-trace-id", std::string_view(trace.data(), trace.size()));
+  if (o.natbus_headers) {
+    hs.push("content-type", o.content_type.empty() ? default_content_type : o.content_type);
+    if (o.compress) hs.push("content-encoding", "gzip");
+    if (!o.trace_id.empty()) {
+      hs.push("x-trace-id", o.trace_id);
+    } else if (o.ensure_trace) {
+      detail::uuid4_into(trace.data());
+      hs.push("x-trace-id", std::string_view(trace.data(), trace.size()));
+    }
+    if (o.correlation_id.empty()) {
+      detail::uuid4_into(correlation.data());
+      hs.push("x-correlation-id", std::string_view(correlation.data(), correlation.size()));
+    } else {
+      hs.push("x-correlation-id", o.correlation_id);
+    }
+    if (!o.sender.empty()) hs.push("x-sender", o.sender);
+    detail::iso8601_ms_into(sent_at.data(), std::chrono::system_clock::now());
+    hs.push("x-sent-at", std::string_view(sent_at.data(), sent_at.size()));
+    if (!o.message_type.empty()) hs.push("x-message-type", o.message_type);
+    if (!o.reply_on.empty()) hs.push("x-reply-on", o.reply_on);
+    if (!o.final_to.empty()) hs.push("x-final-to", o.final_to);
+  } else if (o.compress) {
+    hs.push("content-encoding", "gzip");  // receivers must still know to decompress
   }
-  if (o.correlation_id.empty()) {
-    detail::uuid4_into(correlation.data());
-    hs.push("x-correlation-id", std::string_view(correlation.data(), correlation.size()));
-  } else {
-    hs.push("x-correlation-id", o.correlation_id);
-  }
-  if (!o.sender.empty()) hs.push("x-sender", o.sender);
-  detail::iso8601_ms_into(sent_at.data(), std::chrono::system_clock::now());
-  hs.push("x-sent-at", std::string_view(sent_at.data(), sent_at.size()));
-  if (!o.message_type.empty()) hs.push("x-message-type", o.message_type);
-  if (!o.reply_on.empty()) hs.push("x-reply-on", o.reply_on);
-  if (!o.final_to.empty()) hs.push("x-final-to", o.final_to);
   if (!o.msg_id.empty()) hs.push("Nats-Msg-Id", o.msg_id);
   // User headers override the defaults (the seed sends content-type: image/jpeg).
   for (const Header& h : o.headers) hs.set(h.name, h.value);

@@ -1,5 +1,6 @@
 #include "mux.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstring>
@@ -48,6 +49,18 @@ void Mux::start(natsConnection* nc, std::string_view inbox_prefix) {
   natsSubscription_SetPendingLimits(sub, -1, -1);
   sub_ = sub;
   t_muxes[id_] = this;
+
+  fast_prefix_ = prefix_ + "f.";
+  const std::string fast_wildcard = fast_prefix_ + "*";
+  natsSubscription* fast = nullptr;
+  const natsStatus fs = natsConnection_SubscribeSync(&fast, nc, fast_wildcard.c_str());
+  if (fs != NATS_OK) {
+    stop(NATS_CONNECTION_CLOSED);
+    throw_status(fs, ErrorContext{.operation = "subscribe to reply inbox"});
+  }
+  natsSubscription_SetPendingLimits(fast, -1, -1);
+  fast_sub_ = fast;
+  bus_.add_sink(this);
 }
 
 void Mux::stop(natsStatus status) noexcept {
@@ -59,6 +72,12 @@ void Mux::stop(natsStatus status) noexcept {
     natsSubscription_Unsubscribe(sub_);
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
+  }
+  if (fast_sub_ != nullptr) {
+    bus_.remove_sink(this);
+    natsSubscription_Unsubscribe(fast_sub_);
+    natsSubscription_Destroy(fast_sub_);
+    fast_sub_ = nullptr;
   }
   for (std::uint64_t t = base_; t < next_; ++t) {
     if (find(t) != nullptr) complete(t, nullptr, status);
@@ -72,33 +91,35 @@ void Mux::stop(natsStatus status) noexcept {
   }
 }
 
-int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token) const noexcept {
-  if (prefix_.size() + 21 > cap) return -1;
-  std::memcpy(buf, prefix_.data(), prefix_.size());
-  auto [end, ec] = std::to_chars(buf + prefix_.size(), buf + cap - 1, token);
+int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast) const noexcept {
+  const std::string& prefix = fast ? fast_prefix_ : prefix_;
+  if (prefix.size() + 21 > cap) return -1;
+  std::memcpy(buf, prefix.data(), prefix.size());
+  auto [end, ec] = std::to_chars(buf + prefix.size(), buf + cap - 1, token);
   if (ec != std::errc()) return -1;
   *end = '\0';
   return static_cast<int>(end - buf);
 }
 
-const char* Mux::next_reply(char* buf, std::size_t cap) const {
+const char* Mux::next_reply(char* buf, std::size_t cap, bool fast) const {
   if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
-  if (format_reply(buf, cap, next_) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  if (format_reply(buf, cap, next_, fast && fast_sub_ != nullptr) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
   return buf;
 }
 
 std::uint64_t Mux::commit(std::chrono::nanoseconds timeout, Waiter* waiter) {
   const std::uint64_t token = next_++;
-  entries_.push_back(Entry{waiter, Clock::now() + timeout});
+  const auto deadline = Clock::now() + timeout;
+  entries_.push_back(Entry{waiter, deadline});
   ++live_;
-  arm_sweep();
+  arm_sweep(deadline);
   return token;
 }
 
 std::uint64_t Mux::send(std::string_view subject, std::string_view data, std::chrono::nanoseconds timeout, Waiter* waiter) {
   if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
   char reply[256];
-  if (format_reply(reply, sizeof reply, next_) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  if (format_reply(reply, sizeof reply, next_, false) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
   const std::string subj(subject);
   const natsStatus s = natsConnection_PublishRequest(bus_.nc(), subj.c_str(), reply, data.data(), static_cast<int>(data.size()));
   if (s != NATS_OK) throw_status(s, ErrorContext{.operation = "request", .subject = subj});
@@ -150,24 +171,53 @@ void Mux::deliver_work(void* a, void* b, bool run) noexcept {
   if (it != t_muxes.end()) it->second->on_message(std::move(m));
 }
 
-void Mux::on_message(MsgPtr m) noexcept {
-  const char* subject = natsMsg_GetSubject(m.get());
+std::uint64_t Mux::parse_token(const char* subject, std::size_t prefix_len) const noexcept {
   const std::size_t len = std::strlen(subject);
-  if (len <= prefix_.size()) return;
+  if (len <= prefix_len) return 0;
   std::uint64_t token = 0;
-  const char* first = subject + prefix_.size();
-  auto [ptr, ec] = std::from_chars(first, subject + len, token);
-  if (ec != std::errc() || ptr != subject + len) return;
+  auto [ptr, ec] = std::from_chars(subject + prefix_len, subject + len, token);
+  if (ec != std::errc() || ptr != subject + len) return 0;
+  return token;
+}
+
+void Mux::on_message(MsgPtr m) noexcept {
+  const std::uint64_t token = parse_token(natsMsg_GetSubject(m.get()), prefix_.size());
+  if (token == 0) return;
   const natsStatus status = natsMsg_IsNoResponders(m.get()) ? NATS_NO_RESPONDERS : NATS_OK;
   if (status != NATS_OK) m.reset();
   complete(token, std::move(m), status);
 }
 
-void Mux::arm_sweep() {
-  if (sweep_timer_) return;
+void Mux::on_fast_message(MsgPtr m) noexcept {
+  const std::uint64_t token = parse_token(natsMsg_GetSubject(m.get()), fast_prefix_.size());
+  if (token != 0) complete(token, std::move(m), NATS_OK);
+}
+
+void Mux::pump() noexcept {
+  // Completions may close the bus (and stop this Mux): re-check the subscription every time.
+  while (fast_sub_ != nullptr) {
+    int pending = 0;
+    if (natsSubscription_GetPending(fast_sub_, &pending, nullptr) != NATS_OK || pending <= 0) return;
+    natsMsg* raw = nullptr;
+    const natsStatus s = natsSubscription_NextMsg(&raw, fast_sub_, 0);
+    if (s == NATS_NO_RESPONDERS) {
+      bus_.on_fast_lane_no_responders();
+      continue;
+    }
+    if (s != NATS_OK || raw == nullptr) return;
+    on_fast_message(MsgPtr(raw));
+  }
+}
+
+void Mux::arm_sweep(Clock::time_point deadline) {
+  // One timer, at the earliest deadline of what is outstanding (not a periodic scan: with
+  // thousands of publishes in flight a scan every few ms would cost more than the publishes).
+  if (sweep_timer_ && sweep_at_ <= deadline) return;
   Loop* loop = bus_.loop();
   if (loop == nullptr) return;
-  sweep_timer_ = loop->add_timer(Clock::now() + kSweepPeriod, Work{&Mux::sweep_work, this, nullptr});
+  if (sweep_timer_) loop->cancel_timer(sweep_timer_);
+  sweep_at_ = deadline;
+  sweep_timer_ = loop->add_timer(deadline, Work{&Mux::sweep_work, this, nullptr});
 }
 
 void Mux::sweep_work(void* a, void*, bool run) noexcept {
@@ -178,11 +228,18 @@ void Mux::sweep_work(void* a, void*, bool run) noexcept {
 
 void Mux::sweep() noexcept {
   const auto now = Clock::now();
+  auto next = Clock::time_point::max();
   for (std::uint64_t t = base_; t < next_; ++t) {
     Entry* e = find(t);
-    if (e != nullptr && e->deadline <= now) complete(t, nullptr, NATS_TIMEOUT);
+    if (e == nullptr) continue;
+    if (e->deadline <= now) {
+      complete(t, nullptr, NATS_TIMEOUT);  // may complete others re-entrantly: find() again next time
+    } else {
+      next = std::min(next, e->deadline);
+    }
   }
-  if (live_ > 0) arm_sweep();
+  // Completions above may have started new requests (and armed a timer already).
+  if (live_ > 0 && next != Clock::time_point::max()) arm_sweep(std::max(next, now + kSweepPeriod));
 }
 
 }  // namespace natbus::detail

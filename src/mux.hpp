@@ -2,11 +2,18 @@
 // request gets the reply subject "<prefix>.<token>". Used for PubAcks, JetStream API calls,
 // double acks and core requests. No thread waits anywhere.
 //
-// Unlike consumer subscriptions this one is asynchronous: cnats' natsSubscription_NextMsg
-// destroys a no-responders (503) status and only returns NATS_NO_RESPONDERS, so a synchronous
-// subscription could not tell which request it answered. The delivery callback only posts the
-// message to the loop (batched per loop iteration); the Mux is found there by id, so a reply
-// arriving after the Mux is gone is simply dropped.
+// Two lanes share one table of outstanding requests:
+//  - the exact lane, "<prefix>.<token>", an asynchronous cnats subscription. cnats'
+//    natsSubscription_NextMsg destroys a no-responders (503) status and only returns
+//    NATS_NO_RESPONDERS, so only a callback can tell which request a 503 answered. The callback
+//    runs on cnats' delivery thread and posts the message to the loop (the Mux is found there by
+//    id, so a reply arriving after the Mux is gone is dropped). JetStream API calls, double acks
+//    and publishes to subjects not yet known to have a stream use it.
+//  - the fast lane, "<prefix>.f.<token>", a synchronous subscription that the loop drains right
+//    after reading the socket: no thread hop, no lock contention. Publishes to subjects that a
+//    stream has already acknowledged use it. A 503 there cannot be attributed: the bus then
+//    forgets its known subjects (later publishes take the exact lane) and the one publish that
+//    got it times out after publish_timeout.
 #pragma once
 
 #include <chrono>
@@ -18,12 +25,13 @@
 
 #include "cnats.hpp"
 #include "loop.hpp"
+#include "sink.hpp"
 
 namespace natbus::detail {
 
 class BusCore;
 
-class Mux {
+class Mux final : public MsgSink {
  public:
   /// Completion target of one request. on_reply() runs on the loop thread, exactly once, unless
   /// the request is cancelled first. `reply` is null when status is not NATS_OK
@@ -42,6 +50,8 @@ class Mux {
   explicit Mux(BusCore& bus) : bus_(bus) {}
   Mux(const Mux&) = delete;
   Mux& operator=(const Mux&) = delete;
+  Mux(Mux&&) = delete;
+  Mux& operator=(Mux&&) = delete;
   ~Mux();
 
   /// Subscribes the reply wildcard on the bus' connection.
@@ -52,7 +62,8 @@ class Mux {
   /// Two-step send for messages built by the caller (headers): write the reply subject of the
   /// next request into `buf` (NUL-terminated), publish the message with it, then commit().
   /// Nothing else may be sent in between (the loop is single-threaded, so just do not suspend).
-  const char* next_reply(char* buf, std::size_t cap) const;
+  /// `fast`: use the fast lane (no 503 attribution; see above).
+  const char* next_reply(char* buf, std::size_t cap, bool fast = false) const;
   /// Registers `waiter` for the reply subject last handed out by next_reply(); returns its token.
   std::uint64_t commit(std::chrono::nanoseconds timeout, Waiter* waiter);
   /// Publishes a plain payload as a request and registers `waiter`. Throws on a publish error
@@ -63,6 +74,9 @@ class Mux {
 
   [[nodiscard]] std::size_t outstanding() const noexcept { return live_; }
 
+  /// Drains the fast lane (MsgSink; called by the bus after each socket read).
+  void pump() noexcept override;
+
  private:
   struct Entry {
     Waiter* waiter = nullptr;
@@ -70,25 +84,30 @@ class Mux {
   };
   Entry* find(std::uint64_t token) noexcept;
   void on_message(MsgPtr m) noexcept;
+  void on_fast_message(MsgPtr m) noexcept;
+  [[nodiscard]] std::uint64_t parse_token(const char* subject, std::size_t prefix_len) const noexcept;
   static void on_msg_cb(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void on_complete_cb(void* closure);
   static void deliver_work(void* a, void* b, bool run) noexcept;
   void complete(std::uint64_t token, MsgPtr reply, natsStatus status) noexcept;
-  void arm_sweep();
+  void arm_sweep(Clock::time_point deadline);
   static void sweep_work(void* a, void*, bool run) noexcept;
   void sweep() noexcept;
   void trim() noexcept;
-  int format_reply(char* buf, std::size_t cap, std::uint64_t token) const noexcept;
+  int format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast) const noexcept;
 
   BusCore& bus_;
-  natsSubscription* sub_ = nullptr;
+  natsSubscription* sub_ = nullptr;       // exact lane
+  natsSubscription* fast_sub_ = nullptr;  // fast lane
   std::uint64_t id_ = 0;       // key of this Mux in the loop thread's registry
   std::string prefix_;         // "<inbox_prefix>.<random>."
+  std::string fast_prefix_;    // "<inbox_prefix>.<random>.f."
   std::deque<Entry> entries_;  // entries_[i] is token base_ + i
   std::uint64_t base_ = 1;
   std::uint64_t next_ = 1;
   std::size_t live_ = 0;
   TimerKey sweep_timer_{};
+  Clock::time_point sweep_at_{};
 };
 
 }  // namespace natbus::detail

@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "util.hpp"
+
 namespace natbus::detail {
 
 bool parse_puback_fast(std::string_view s, PubAck& out) {
@@ -38,10 +40,10 @@ bool parse_puback_fast(std::string_view s, PubAck& out) {
       std::string_view v;
       if (!read_string(v)) return false;
       if (key == "stream") {
-        out.stream.assign(v);
+        out.stream = intern(v);
         have_stream = true;
       } else {
-        out.domain.assign(v);
+        out.domain = intern(v);
       }
     } else if (key == "seq") {
       auto [p, ec] = std::from_chars(s.data() + i, s.data() + s.size(), out.sequence);

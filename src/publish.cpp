@@ -52,20 +52,32 @@ struct PubSlot final : Mux::Waiter {
       subject_len = kLong;
     }
   }
-  [[nodiscard]] std::string subject() const {
-    return subject_len == kLong ? subject_long : std::string(subject_inline.data(), subject_len);
+  [[nodiscard]] std::string_view subject_view() const noexcept {
+    return subject_len == kLong ? std::string_view(subject_long) : std::string_view(subject_inline.data(), subject_len);
   }
+  [[nodiscard]] std::string subject() const { return std::string(subject_view()); }
 
   static constexpr std::size_t kLong = ~std::size_t{0};
   std::array<char, 120> subject_inline{};
   std::size_t subject_len = 0;
   std::string subject_long;
+  bool fast = false;  // sent on the Mux's fast lane
   PubAck ack;
   std::exception_ptr error;
   std::coroutine_handle<> waiter{};
 };
 
 void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
+  // Hot path first: a PubAck the fast parser understands builds no error context.
+  if (status == NATS_OK) {
+    const char* data = natsMsg_GetData(reply.get());
+    const std::string_view body(data == nullptr ? "" : data, static_cast<std::size_t>(natsMsg_GetDataLength(reply.get())));
+    if (parse_puback_fast(body, ack)) {
+      if (!fast) bus->learn_stream_subject(subject_view());
+      settle();
+      return;
+    }
+  }
   ErrorContext ctx;
   ctx.operation = "publish";
   ctx.subject = subject();
@@ -74,7 +86,6 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
       case NATS_OK: {
         const char* data = natsMsg_GetData(reply.get());
         const std::string_view body(data == nullptr ? "" : data, static_cast<std::size_t>(natsMsg_GetDataLength(reply.get())));
-        if (parse_puback_fast(body, ack)) break;
         const auto j = nlohmann::json::parse(body, nullptr, false);
         if (j.is_discarded() || !j.is_object()) {
           ctx.server_text = std::string(body.substr(0, 200));
@@ -89,10 +100,11 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
           }
           throw JetStreamError(ctx.server_text, ctx);
         }
-        ack.stream = j.value("stream", std::string());
+        ack.stream = intern(j.value("stream", std::string()));
         ack.sequence = j.value("seq", std::uint64_t{0});
         ack.duplicate = j.value("duplicate", false);
-        ack.domain = j.value("domain", std::string());
+        ack.domain = intern(j.value("domain", std::string()));
+        if (!fast) bus->learn_stream_subject(subject_view());
         break;
       }
       case NATS_NO_RESPONDERS:
@@ -113,6 +125,19 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
     error = std::current_exception();
   }
   settle();
+}
+
+void BusCore::on_fast_lane_no_responders() noexcept {
+  log(LogLevel::warn, "publish_no_responders_fast_lane",
+      {{"known_subjects", std::to_string(stream_subjects_.size())},
+       {"effect", "a publish in flight gets no PubAck and times out after publish_timeout; later publishes re-learn their streams"}});
+  stream_subjects_.clear();
+}
+
+void BusCore::learn_stream_subject(std::string_view subject) {
+  if (stream_known(subject)) return;
+  if (stream_subjects_.size() >= 4096) stream_subjects_.clear();  // bounded: a service publishing to ever-new subjects
+  stream_subjects_.emplace(subject);
 }
 
 void BusCore::publish_settled() noexcept {
@@ -214,7 +239,8 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   slot->set_subject(msg.subject());
   try {
     char reply[256];
-    const char* r = mux_.next_reply(reply, sizeof reply);
+    slot->fast = stream_known(msg.subject());
+    const char* r = mux_.next_reply(reply, sizeof reply, slot->fast);
     MsgPtr m = to_nats_msg(msg, r, op);
     const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
     if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});

@@ -1,4 +1,5 @@
 // The public coroutine core: frame allocation, sleep, yield, spawn, shutdown_signal.
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 
@@ -21,10 +22,12 @@ namespace {
 
 // Per-thread free lists of coroutine frames in 64-byte size classes up to 2 KiB. A handler
 // coroutine per message would otherwise cost a malloc/free pair each; recycled frames cost a
-// pointer swap. Each list keeps at most kMaxCached frames, so the cache is bounded.
+// pointer swap. Each list keeps at most kCachedBytes of blocks (and at least 256 blocks), so
+// the cache is bounded; a window of 4096 publishes in flight recycles without missing.
 constexpr std::size_t kGranule = 64;
 constexpr std::size_t kClasses = 32;  // up to 2048 bytes
-constexpr std::size_t kMaxCached = 256;
+constexpr std::size_t kCachedBytes = 256 * 1024;
+constexpr std::size_t max_cached(std::size_t cls) { return cls == 0 ? 256 : std::max<std::size_t>(256, kCachedBytes / (cls * kGranule)); }
 
 struct FreeNode {
   FreeNode* next;
@@ -56,7 +59,7 @@ class FramePool {
   }
   void free(void* p, std::size_t size) noexcept {
     const std::size_t c = (size + kGranule - 1) / kGranule;
-    if (c < kClasses && counts_[c] < kMaxCached) {
+    if (c < kClasses && counts_[c] < max_cached(c)) {
       auto* n = static_cast<FreeNode*>(p);
       n->next = heads_[c];
       heads_[c] = n;

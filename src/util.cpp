@@ -5,6 +5,8 @@
 #include <cstring>
 #include <ctime>
 #include <limits>
+#include <mutex>
+#include <unordered_set>
 #include <random>
 
 #include <fmt/format.h>
@@ -119,6 +121,22 @@ bool valid_utf8(std::string_view s) noexcept {
     p += n + 1;
   }
   return true;
+}
+
+std::string_view intern(std::string_view s) {
+  if (s.empty()) return {};
+  thread_local std::string_view last;
+  if (s == last) return last;
+  struct Table {
+    std::mutex mu;
+    std::unordered_set<std::string, StringHash, std::equal_to<>> names;
+  };
+  static auto* table = new Table;  // immortal: views handed out must outlive every static
+  const std::lock_guard lock(table->mu);
+  auto it = table->names.find(s);
+  if (it == table->names.end()) it = table->names.emplace(s).first;
+  last = *it;
+  return last;
 }
 
 bool iequals(std::string_view a, std::string_view b) noexcept {

@@ -3,10 +3,17 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
 namespace natbus::detail {
+
+/// Transparent hash: look std::string keys up by string_view without a copy.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
 
 /// A random UUIDv4, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" (lowercase), as Python's uuid4().
 [[nodiscard]] std::string uuid4();
@@ -23,6 +30,9 @@ void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcep
 inline constexpr std::size_t kIsoLen = 29;
 /// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 [[nodiscard]] bool valid_utf8(std::string_view s) noexcept;
+/// A view of `s` that stays valid for the life of the process (a global table of names,
+/// for stream and domain names). Thread-safe; the common repeat of the last name takes no lock.
+[[nodiscard]] std::string_view intern(std::string_view s);
 /// ASCII case-insensitive equality.
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 

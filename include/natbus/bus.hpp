@@ -39,13 +39,15 @@ namespace natbus {
 enum class ConnectionStatus { idle, connecting, connected, reconnecting, closing, closed };
 
 /// The server's acknowledgement of a JetStream publish.
+/// The stream and domain names are views into natbus' table of names, kept for the life of the
+/// process (a service knows few streams), so a PubAck never dangles and costs no allocation.
 struct PubAck {
-  std::string stream{};
+  std::string_view stream{};
   std::uint64_t sequence = 0;
   /// True when the server (Nats-Msg-Id) or natbus (dedupe_window) recognized a duplicate and
   /// did not store the message again.
   bool duplicate = false;
-  std::string domain{};
+  std::string_view domain{};
 };
 
 namespace detail {

@@ -56,6 +56,9 @@ struct MessageOptions {
   bool ensure_trace = true;         ///< write x-trace-id (a new UUIDv4 unless trace_id is given)
   std::string_view trace_id{};      ///< x-trace-id to continue an existing trace
   std::string_view msg_id{};        ///< Nats-Msg-Id: the server drops duplicates in its window
+  /// false: write none of natbus' own headers (content-type, x-*), only msg_id and `headers`;
+  /// a bare NATS message as other clients send it (a message without any header goes as PUB).
+  bool natbus_headers = true;
 };
 
 /// Byte-like element types accepted by from_bytes().

@@ -187,3 +187,14 @@ TEST(BusMessage, ManyUserHeadersOverrideInPlace) {
   EXPECT_EQ(hs[4].second, "last");
   EXPECT_EQ(hs.back().first, "x-h14");
 }
+
+TEST(BusMessage, BareMessagesCarryOnlyWhatIsAsked) {
+  auto bare = BusMessage::from_bytes("s", std::string_view("x"), {.natbus_headers = false});
+  EXPECT_TRUE(bare.wire_headers().empty());
+  EXPECT_EQ(bare.wire_size(), 1U);
+  auto with_id = BusMessage::from_bytes("s", std::string_view("x"), {.headers = {{"x-a", "1"}}, .msg_id = "m", .natbus_headers = false});
+  EXPECT_EQ(with_id.wire_headers(), "NATS/1.0\r\nNats-Msg-Id: m\r\nx-a: 1\r\n\r\n");
+  auto gz = BusMessage::from_text("s", "hello hello hello", {.compress = true, .natbus_headers = false});
+  EXPECT_EQ(gz.content_encoding(), "gzip");
+  EXPECT_EQ(gz.headers().size(), 1U);
+}
