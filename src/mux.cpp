@@ -94,7 +94,7 @@ void Mux::stop(natsStatus status) noexcept {
 int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast) const noexcept {
   const std::string& prefix = fast ? fast_prefix_ : prefix_;
   if (prefix.size() + 21 > cap) return -1;
-  std::memcpy(buf, prefix.data(), prefix.size());
+  std::copy(prefix.begin(), prefix.end(), buf);
   auto [end, ec] = std::to_chars(buf + prefix.size(), buf + cap - 1, token);
   if (ec != std::errc()) return -1;
   *end = '\0';
@@ -103,7 +103,8 @@ int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast
 
 const char* Mux::next_reply(char* buf, std::size_t cap, bool fast) const {
   if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
-  if (format_reply(buf, cap, next_, fast && fast_sub_ != nullptr) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  if (format_reply(buf, cap, next_, fast && fast_sub_ != nullptr) < 0)
+    throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
   return buf;
 }
 
@@ -119,7 +120,8 @@ std::uint64_t Mux::commit(std::chrono::nanoseconds timeout, Waiter* waiter) {
 std::uint64_t Mux::send(std::string_view subject, std::string_view data, std::chrono::nanoseconds timeout, Waiter* waiter) {
   if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
   char reply[256];
-  if (format_reply(reply, sizeof reply, next_, false) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  if (format_reply(reply, sizeof reply, next_, false) < 0)
+    throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
   const std::string subj(subject);
   const natsStatus s = natsConnection_PublishRequest(bus_.nc(), subj.c_str(), reply, data.data(), static_cast<int>(data.size()));
   if (s != NATS_OK) throw_status(s, ErrorContext{.operation = "request", .subject = subj});

@@ -99,10 +99,10 @@ class Mux final : public MsgSink {
   BusCore& bus_;
   natsSubscription* sub_ = nullptr;       // exact lane
   natsSubscription* fast_sub_ = nullptr;  // fast lane
-  std::uint64_t id_ = 0;       // key of this Mux in the loop thread's registry
-  std::string prefix_;         // "<inbox_prefix>.<random>."
-  std::string fast_prefix_;    // "<inbox_prefix>.<random>.f."
-  std::deque<Entry> entries_;  // entries_[i] is token base_ + i
+  std::uint64_t id_ = 0;                  // key of this Mux in the loop thread's registry
+  std::string prefix_;                    // "<inbox_prefix>.<random>."
+  std::string fast_prefix_;               // "<inbox_prefix>.<random>.f."
+  std::deque<Entry> entries_;             // entries_[i] is token base_ + i
   std::uint64_t base_ = 1;
   std::uint64_t next_ = 1;
   std::size_t live_ = 0;

@@ -168,8 +168,8 @@ MsgPtr BusCore::to_nats_msg(const BusMessage& msg, const char* reply, std::strin
   // (one allocation, one copy; cnats sends a pre-encoded block without re-encoding it).
   const std::string_view wire(msg.wire_headers().data(), msg.wire_size());
   const std::size_t reply_len = reply == nullptr ? 0 : std::strlen(reply);
-  const natsStatus s = natsMsg_create(&raw, subject.data(), static_cast<int>(subject.size()), reply, static_cast<int>(reply_len), wire.data(),
-                                      static_cast<int>(wire.size()), static_cast<int>(msg.wire_headers().size()));
+  const natsStatus s = natsMsg_create(&raw, subject.data(), static_cast<int>(subject.size()), reply, static_cast<int>(reply_len),
+                                      wire.data(), static_cast<int>(wire.size()), static_cast<int>(msg.wire_headers().size()));
   if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(subject)});
   return MsgPtr(raw);
 #else
@@ -220,7 +220,8 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   if (cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty() && seen_recently(std::string(msg.correlation_id()))) {
     // Python's dedupe_window: a publish whose correlation id was published within the window
     // is dropped; report it as a duplicate without touching the server.
-    log(LogLevel::debug, "publish_deduplicated", {{"subject", std::string(msg.subject())}, {"correlation_id", std::string(msg.correlation_id())}});
+    log(LogLevel::debug, "publish_deduplicated",
+        {{"subject", std::string(msg.subject())}, {"correlation_id", std::string(msg.correlation_id())}});
     auto* slot = new PubSlot(this);
     slot->done = true;
     slot->ack.duplicate = true;
@@ -302,7 +303,7 @@ PubAck PublishFuture::Awaiter::await_resume() {
   suspended_ = false;
   if (slot_ == nullptr) throw std::logic_error("natbus::PublishFuture: awaited twice or empty");
   if (slot_->error) std::rethrow_exception(slot_->error);
-  return std::move(slot_->ack);
+  return slot_->ack;
 }
 
 }  // namespace natbus

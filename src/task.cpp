@@ -26,7 +26,7 @@ namespace {
 // the cache is bounded; a window of 4096 publishes in flight recycles without missing.
 constexpr std::size_t kGranule = 64;
 constexpr std::size_t kClasses = 32;  // up to 2048 bytes
-constexpr std::size_t kCachedBytes = 256 * 1024;
+constexpr std::size_t kCachedBytes = std::size_t{256} * 1024;
 constexpr std::size_t max_cached(std::size_t cls) { return cls == 0 ? 256 : std::max<std::size_t>(256, kCachedBytes / (cls * kGranule)); }
 
 struct FreeNode {

@@ -6,8 +6,8 @@
 #include <ctime>
 #include <limits>
 #include <mutex>
-#include <unordered_set>
 #include <random>
+#include <unordered_set>
 
 #include <fmt/format.h>
 

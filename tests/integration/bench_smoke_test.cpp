@@ -28,9 +28,10 @@ TEST_P(BenchSmoke, PrintsOneWellFormedLineAndLosesNothing) {
     const auto line = bench.wait_for_line("natbus ", 60s);
     ASSERT_TRUE(line) << ::testing::PrintToString(bench.output());
     EXPECT_EQ(bench.wait(30s), 0) << *line;
-    const std::regex re("^natbus mode=" + mode + " msgs=" + n + " size=64 storage=" + storage +
-                        R"( secs=\d+\.\d+ rate=\d+ cpu=\d+\.\d+ srv_cpu=\d+\.\d+ host_busy=\d+\.\d+)"
-                        R"(( p50_us=\d+\.\d+ p99_us=\d+\.\d+ rate_target=\d+)? headers=natbus allocs_per_msg=\d+\.\d+ peak_rss_mb=\d+\.\d+$)");
+    const std::regex re(
+        "^natbus mode=" + mode + " msgs=" + n + " size=64 storage=" + storage +
+        R"( secs=\d+\.\d+ rate=\d+ cpu=\d+\.\d+ srv_cpu=\d+\.\d+ host_busy=\d+\.\d+)"
+        R"(( p50_us=\d+\.\d+ p99_us=\d+\.\d+ rate_target=\d+)? headers=natbus allocs_per_msg=\d+\.\d+ peak_rss_mb=\d+\.\d+$)");
     EXPECT_TRUE(std::regex_match(*line, re)) << *line;
     EXPECT_EQ(line->find("error"), std::string::npos) << *line;
     EXPECT_EQ(line->find("lost"), std::string::npos) << *line;
@@ -40,7 +41,8 @@ TEST_P(BenchSmoke, PrintsOneWellFormedLineAndLosesNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, BenchSmoke,
-                         ::testing::Values("js_pub_sync", "js_pub_async", "js_push_consume", "js_pull_consume", "js_consume", "e2e_latency"),
+                         ::testing::Values("js_pub_sync", "js_pub_async", "js_push_consume", "js_pull_consume", "js_consume",
+                                           "e2e_latency"),
                          [](const auto& param_info) { return std::string(param_info.param); });
 
 }  // namespace

@@ -399,8 +399,8 @@ void NatsCluster::wait_for_jetstream(std::chrono::milliseconds timeout) {
       natsMsg* reply = nullptr;
       // A meta leader answers INFO before it knows every peer: a stream with one replica per
       // node is only placed once all of them have joined, so create (and delete) a probe.
-      const std::string probe = fmt::format(R"({{"name":"NATBUS_READY_PROBE","subjects":["natbus.ready-probe"],"num_replicas":{},"storage":"memory"}})",
-                                            urls.size());
+      const std::string probe = fmt::format(
+          R"({{"name":"NATBUS_READY_PROBE","subjects":["natbus.ready-probe"],"num_replicas":{},"storage":"memory"}})", urls.size());
       if (natsConnection_RequestString(&reply, nc, "$JS.API.STREAM.CREATE.NATBUS_READY_PROBE", probe.c_str(), 5000) == NATS_OK) {
         const char* data = natsMsg_GetData(reply);
         last = data != nullptr ? data : "";
@@ -416,7 +416,8 @@ void NatsCluster::wait_for_jetstream(std::chrono::milliseconds timeout) {
   }
   if (nc != nullptr) natsConnection_Destroy(nc);
   natsOptions_Destroy(o);
-  if (!ok) throw HarnessError(fmt::format("cluster JetStream could not place a stream on every node within {} ms: {}", timeout.count(), last));
+  if (!ok)
+    throw HarnessError(fmt::format("cluster JetStream could not place a stream on every node within {} ms: {}", timeout.count(), last));
 }
 
 NatsServer& NatsCluster::by_name(const std::string& name) {

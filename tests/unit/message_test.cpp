@@ -142,8 +142,10 @@ TEST(BusMessage, OneBufferLaidOutAsOnTheWire) {
   auto m = BusMessage::from_text("orders.created", "hello",
                                  {.correlation_id = "c-1", .headers = {{"x-tag", "a"}}, .trace_id = "t-1", .msg_id = "m-1"});
   const std::string sent_at(m.sent_at());
-  EXPECT_EQ(m.wire_headers(), "NATS/1.0\r\ncontent-type: text/plain; charset=utf-8\r\nx-trace-id: t-1\r\nx-correlation-id: c-1\r\n"
-                              "x-sent-at: " + sent_at + "\r\nNats-Msg-Id: m-1\r\nx-tag: a\r\n\r\n");
+  EXPECT_EQ(m.wire_headers(),
+            "NATS/1.0\r\ncontent-type: text/plain; charset=utf-8\r\nx-trace-id: t-1\r\nx-correlation-id: c-1\r\n"
+            "x-sent-at: " +
+                sent_at + "\r\nNats-Msg-Id: m-1\r\nx-tag: a\r\n\r\n");
   EXPECT_EQ(m.wire_size(), m.wire_headers().size() + 5);
   EXPECT_EQ(m.payload(), "hello");
   EXPECT_EQ(m.subject(), "orders.created");
@@ -175,10 +177,23 @@ TEST(BusMessage, ManyUserHeadersOverrideInPlace) {
   // More user headers than the inline list holds; the last value of a repeated name wins, in the
   // position of the first.
   auto m = BusMessage::from_text("s", "x",
-                                 {.headers = {{"x-h0", "0"},  {"x-h1", "1"},  {"x-h2", "2"},  {"x-h3", "3"},  {"x-h4", "4"},
-                                              {"x-h5", "5"},  {"x-h6", "6"},  {"x-h7", "7"},  {"x-h8", "8"},  {"x-h9", "9"},
-                                              {"x-h10", "10"}, {"x-h11", "11"}, {"x-h12", "12"}, {"x-h13", "13"}, {"x-h14", "14"},
-                                              {"X-H0", "last"}, {"Content-Type", "application/x"}}});
+                                 {.headers = {{"x-h0", "0"},
+                                              {"x-h1", "1"},
+                                              {"x-h2", "2"},
+                                              {"x-h3", "3"},
+                                              {"x-h4", "4"},
+                                              {"x-h5", "5"},
+                                              {"x-h6", "6"},
+                                              {"x-h7", "7"},
+                                              {"x-h8", "8"},
+                                              {"x-h9", "9"},
+                                              {"x-h10", "10"},
+                                              {"x-h11", "11"},
+                                              {"x-h12", "12"},
+                                              {"x-h13", "13"},
+                                              {"x-h14", "14"},
+                                              {"X-H0", "last"},
+                                              {"Content-Type", "application/x"}}});
   auto hs = m.headers();
   ASSERT_EQ(hs.size(), 4U + 15U);
   EXPECT_EQ(hs[0].first, "Content-Type");
