@@ -1,0 +1,356 @@
+// Interoperability with a client natbus did not write: tests/interop/interop.go (the official
+// nats.go) on the same server. Go publishes what Python natbus services send and natbus reads
+// it; natbus publishes and Go checks it against tests/wire_vectors.json; both use one durable
+// in turn; Go requests and natbus replies; both deduplicate on one Nats-Msg-Id.
+#include <gtest/gtest.h>
+
+#ifdef NATBUS_INTEROP_GO
+
+#include <fmt/format.h>
+
+#include <future>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "support/bus_test.hpp"
+#include "support/child_process.hpp"
+#include "support/wire_vectors.hpp"
+
+using namespace std::chrono_literals;
+using natbus::NatsBus;
+using natbus::NatsConfig;
+using natbus::ReceivedMessage;
+using natbus::Task;
+using namespace natbus::testing;
+
+namespace {
+
+struct GoRun {
+  std::optional<int> status;
+  std::vector<std::string> lines;
+  [[nodiscard]] std::string text() const {
+    std::string out;
+    for (const auto& l : lines) out += "  go| " + l + "\n";
+    return out;
+  }
+  [[nodiscard]] std::vector<std::string> starting(const std::string& prefix) const {
+    std::vector<std::string> out;
+    for (const auto& l : lines) {
+      if (l.starts_with(prefix)) out.push_back(l);
+    }
+    return out;
+  }
+};
+
+/// Runs the Go client to completion (bounded) and collects its output.
+GoRun run_go(std::vector<std::string> args) {
+  std::vector<std::string> argv{std::string(NATBUS_INTEROP_GO)};
+  for (auto& a : args) argv.push_back(std::move(a));
+  ChildProcess p(std::move(argv));
+  GoRun r;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto line = p.read_line(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    if (!line) break;
+    r.lines.push_back(*line);
+  }
+  r.status = p.wait(5s);
+  return r;
+}
+
+/// The Go client running on another thread while the natbus loop keeps going; awaited by polling.
+Task<GoRun> go_async(std::vector<std::string> args) {
+  auto fut = std::async(std::launch::async, run_go, std::move(args));
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (fut.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() < deadline) co_await natbus::sleep(20ms);
+  co_return fut.get();  // run_go is bounded itself, so this returns
+}
+
+NatsConfig interop_config(const NatsServer& server) {
+  NatsConfig c = config_for(server);
+  c.stream_create = true;
+  c.stream_name = "INTEROP";
+  c.stream_subjects = {"interop.>"};
+  c.deliver_policy = natbus::DeliverPolicy::all;
+  c.queue_group = "";
+  return c;
+}
+
+/// Waits (bounded) until `done()` holds, letting the loop run.
+template <class F>
+Task<bool> eventually(F done, std::chrono::milliseconds limit = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    co_await natbus::sleep(10ms);
+  }
+  co_return true;
+}
+
+std::string vector_name(std::string_view subject) { return std::string(subject.substr(subject.rfind('.') + 1)); }
+
+}  // namespace
+
+TEST(Interop, GoPublishesWhatPythonSendsNatbusPushAndPullReadIt) {
+  NatsServer server;
+  const std::size_t n = wire_vectors().at("read").size();
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{interop_config(server)};
+    co_await bus.connect();
+    std::vector<std::string> go_args{"publish-read", server.url(), "interop.read", NATBUS_WIRE_VECTORS};
+
+    const GoRun go = co_await go_async(std::move(go_args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    EXPECT_EQ(go.starting("published ").size(), n) << go.text();
+
+    std::map<std::string, std::vector<std::string>> push_seen;
+    auto on_push = [&](ReceivedMessage m) -> Task<void> {
+      push_seen[vector_name(m.subject())] = check_received(wire_vector("read", vector_name(m.subject())), m);
+      co_await m.ack();
+    };
+    auto push = co_await bus.push_subscribe("interop.read.>", on_push, {.durable = "iop_read_push"});
+    std::map<std::string, std::vector<std::string>> pull_seen;
+    auto pull = co_await bus.pull_subscribe("interop.read.>", {.durable = "iop_read_pull"});
+    for (int i = 0; i < 20 && pull_seen.size() < n; ++i) {
+      auto batch = co_await pull.fetch(static_cast<int>(n), 1s);
+      for (auto& m : batch) {
+        pull_seen[vector_name(m.subject())] = check_received(wire_vector("read", vector_name(m.subject())), m);
+        co_await m.ack();
+      }
+    }
+    const bool all_pushed = co_await eventually([&] { return push_seen.size() == n; });
+    EXPECT_TRUE(all_pushed) << push_seen.size() << " of " << n << " pushed";
+    EXPECT_EQ(pull_seen.size(), n);
+    for (const auto& [name, fails] : push_seen) EXPECT_TRUE(fails.empty()) << "push, read vector " << name << ":" << join_failures(fails);
+    for (const auto& [name, fails] : pull_seen) EXPECT_TRUE(fails.empty()) << "pull, read vector " << name << ":" << join_failures(fails);
+    co_await bus.close();
+  }());
+}
+
+TEST(Interop, NatbusPublishesEveryConstructorGoChecksTheWire) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{interop_config(server)};
+    co_await bus.connect();
+    for (const auto& v : wire_vectors().at("write")) {
+      auto ack = co_await bus.publish(build_write_vector(v, "interop.write." + v.at("name").get<std::string>()));
+      EXPECT_FALSE(ack.duplicate);
+    }
+    std::vector<std::string> go_args{"check-write", server.url(), "interop.write", NATBUS_WIRE_VECTORS};
+
+    const GoRun go = co_await go_async(std::move(go_args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    EXPECT_EQ(go.starting("ok ").size(), wire_vectors().at("write").size()) << go.text();
+    EXPECT_TRUE(go.starting("FAIL").empty()) << go.text();
+    co_await bus.close();
+  }());
+}
+
+namespace {
+
+struct GoGot {
+  std::vector<std::uint64_t> seqs;
+  std::vector<std::uint64_t> delivered;
+};
+
+GoGot parse_got(const GoRun& go) {
+  GoGot g;
+  const std::regex re(R"(^got seq=(\d+) delivered=(\d+) data=.*$)");
+  for (const auto& l : go.starting("got ")) {
+    std::smatch m;
+    if (std::regex_match(l, m, re)) {
+      g.seqs.push_back(std::stoull(m[1]));
+      g.delivered.push_back(std::stoull(m[2]));
+    }
+  }
+  std::sort(g.seqs.begin(), g.seqs.end());
+  return g;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
+  std::vector<std::uint64_t> out;
+  for (auto i = from; i <= to; ++i) out.push_back(i);
+  return out;
+}
+
+Task<void> publish_n(NatsBus& bus, const std::string& subject, int from, int to) {
+  for (int i = from; i <= to; ++i) {
+    const nlohmann::json body{{"n", i}};  // a named body: GCC 12 rejects braced lists inside co_await
+    co_await bus.publish_json(subject, body);
+  }
+}
+
+}  // namespace
+
+TEST(Interop, PullDurableSharedWithGoInTurnNeitherRecreatesNorRedelivers) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{interop_config(server)};
+    co_await bus.connect();
+    co_await publish_n(bus, "interop.shared", 1, 30);
+    const natbus::PullOptions opts{.durable = "shared_pull"};
+    std::string created;
+    {
+      auto sub = co_await bus.pull_subscribe("interop.shared", opts);
+      auto batch = co_await sub.fetch(10, 5s);
+      EXPECT_EQ(batch.size(), 10U);
+      for (auto& m : batch) {
+        EXPECT_EQ(m.metadata()->num_delivered, 1U);
+        co_await m.ack_sync();
+      }
+      created = (co_await bus.consumer_info("INTEROP", "shared_pull")).raw.at("created").get<std::string>();
+      co_await sub.close();
+    }
+    std::vector<std::string> go_args{"consume", server.url(), "INTEROP", "shared_pull", "pull", "10"};
+
+    const GoRun go = co_await go_async(std::move(go_args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    const GoGot got = parse_got(go);
+    EXPECT_EQ(got.seqs, range(11, 20)) << go.text();
+    EXPECT_EQ(got.delivered, std::vector<std::uint64_t>(10, 1)) << go.text();
+
+    // natbus comes back with the same settings: the durable is reused, Go's acks stand.
+    auto sub = co_await bus.pull_subscribe("interop.shared", opts);
+    std::vector<std::uint64_t> seqs;
+    for (int i = 0; i < 10 && seqs.size() < 10; ++i) {
+      auto batch = co_await sub.fetch(10 - static_cast<int>(seqs.size()), 2s);
+      for (auto& m : batch) {
+        seqs.push_back(m.metadata()->stream_sequence);
+        EXPECT_EQ(m.metadata()->num_delivered, 1U) << "redelivered: seq " << m.metadata()->stream_sequence;
+        co_await m.ack_sync();
+      }
+    }
+    EXPECT_EQ(seqs, range(21, 30));
+    auto none = co_await sub.fetch_no_wait(10);
+    EXPECT_TRUE(none.empty()) << none.size() << " more messages after all 30 were acked";
+    const auto info = co_await bus.consumer_info("INTEROP", "shared_pull");
+    EXPECT_EQ(info.raw.at("created").get<std::string>(), created) << "natbus recreated the durable";
+    EXPECT_EQ(info.num_redelivered, 0U);
+    EXPECT_EQ(info.num_ack_pending, 0U);
+    EXPECT_EQ(info.num_pending, 0U);
+    co_await bus.close();
+  }());
+}
+
+TEST(Interop, PushDurableWithQueueSharedWithGoInTurn) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{interop_config(server)};
+    co_await bus.connect();
+    const natbus::PushOptions opts{.durable = "shared_push", .queue = "iop_workers"};
+    std::vector<std::uint64_t> seqs;
+    std::vector<std::uint64_t> redelivered;
+    std::size_t acked = 0;
+    auto on_msg = [&](ReceivedMessage m) -> Task<void> {
+      const auto md = m.metadata();
+      seqs.push_back(md->stream_sequence);
+      if (md->num_delivered != 1) redelivered.push_back(md->stream_sequence);
+      co_await m.ack_sync();
+      ++acked;
+    };
+    std::string created;
+    {
+      auto sub = co_await bus.push_subscribe("interop.shared", on_msg, opts);
+      co_await publish_n(bus, "interop.shared", 1, 10);
+      const bool got10 = co_await eventually([&] { return acked >= 10; });
+      EXPECT_TRUE(got10) << seqs.size();
+      created = (co_await bus.consumer_info("INTEROP", "shared_push")).raw.at("created").get<std::string>();
+      co_await sub.close();
+    }
+    co_await publish_n(bus, "interop.shared", 11, 20);
+    std::vector<std::string> go_args{"consume", server.url(), "INTEROP", "shared_push", "push", "10", "iop_workers"};
+
+    const GoRun go = co_await go_async(std::move(go_args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    const GoGot got = parse_got(go);
+    EXPECT_EQ(got.seqs, range(11, 20)) << go.text();
+    EXPECT_EQ(got.delivered, std::vector<std::uint64_t>(10, 1)) << go.text();
+
+    auto sub = co_await bus.push_subscribe("interop.shared", on_msg, opts);
+    co_await publish_n(bus, "interop.shared", 21, 30);
+    const bool got20 = co_await eventually([&] { return acked >= 20; });
+    EXPECT_TRUE(got20) << seqs.size();
+    // Everything is acked by one client or the other: nothing pending, nothing redelivered.
+    const auto info = co_await bus.consumer_info("INTEROP", "shared_push");
+    EXPECT_EQ(info.raw.at("created").get<std::string>(), created) << "natbus recreated the durable";
+    EXPECT_EQ(info.num_redelivered, 0U);
+    EXPECT_EQ(info.num_ack_pending, 0U);
+    EXPECT_EQ(info.num_pending, 0U);
+    EXPECT_EQ(info.delivered_stream_sequence, 30U);
+    EXPECT_TRUE(redelivered.empty()) << redelivered.size() << " redeliveries";
+    std::vector<std::uint64_t> want = range(1, 10);
+    const auto tail = range(21, 30);
+    want.insert(want.end(), tail.begin(), tail.end());
+    std::sort(seqs.begin(), seqs.end());
+    EXPECT_EQ(seqs, want);
+    co_await bus.close();
+  }());
+}
+
+TEST(Interop, GoRequestsNatbusRepliesProgressAndFinalWithTheCorrelationId) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{interop_config(server)};
+    co_await bus.connect();
+    int handled = 0;
+    auto on_request = [&](ReceivedMessage m) -> Task<void> {
+      const auto job = m.as_json().at("job").get<int>();
+      const nlohmann::json progress{{"job", job}, {"progress", 50}};
+      const nlohmann::json done{{"job", job}, {"done", true}};
+      co_await bus.reply_json(m, progress);
+      co_await bus.reply_json(m, done, {.final = true});
+      co_await m.ack();
+      ++handled;
+    };
+    auto sub = co_await bus.push_subscribe("interop.request", on_request, {.durable = "iop_requests"});
+    std::vector<std::string> go_args{"request", server.url(), "interop.request"};
+
+    const GoRun go = co_await go_async(std::move(go_args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    EXPECT_EQ(handled, 1);
+    const auto replies = go.starting("reply ");
+    EXPECT_EQ(replies, (std::vector<std::string>{R"(reply progress correlation=go-corr-1 data={"job":1,"progress":50})",
+                                                 R"(reply final correlation=go-corr-1 data={"done":true,"job":1})"}))
+        << go.text();
+    co_await bus.close();
+  }());
+}
+
+TEST(Interop, NatsMsgIdDeduplicatesAcrossClients) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{interop_config(server)};
+    co_await bus.connect();
+    // natbus first, then Go with the same id.
+    const nlohmann::json body{{"from", "natbus"}};
+    const auto first = co_await bus.publish_json("interop.dedupe", body, {.msg_id = "order-1"});
+    EXPECT_FALSE(first.duplicate);
+    std::vector<std::string> go1_args{"publish-id", server.url(), "interop.dedupe", "order-1"};
+
+    const GoRun go1 = co_await go_async(std::move(go1_args));
+    EXPECT_EQ(go1.status, 0) << go1.text();
+    EXPECT_EQ(go1.starting("puback "), std::vector<std::string>{fmt::format("puback stream=INTEROP seq={} duplicate=true", first.sequence)})
+        << go1.text();
+    // Go first, then natbus.
+    std::vector<std::string> go2_args{"publish-id", server.url(), "interop.dedupe", "order-2"};
+
+    const GoRun go2 = co_await go_async(std::move(go2_args));
+    EXPECT_EQ(go2.status, 0) << go2.text();
+    EXPECT_EQ(go2.starting("puback "),
+              std::vector<std::string>{fmt::format("puback stream=INTEROP seq={} duplicate=false", first.sequence + 1)})
+        << go2.text();
+    const auto second = co_await bus.publish_json("interop.dedupe", body, {.msg_id = "order-2"});
+    EXPECT_TRUE(second.duplicate);
+    EXPECT_EQ(second.sequence, first.sequence + 1);
+    const auto info = co_await bus.stream_info("INTEROP");
+    EXPECT_EQ(info.messages, 2U);
+    co_await bus.close();
+  }());
+}
+
+#else
+TEST(Interop, NeedsGo) {
+  GTEST_SKIP() << "built without Go and nats.go: the interop tests need golang-go and golang-github-nats-io-go-nats-dev";
+}
+#endif

@@ -1,0 +1,358 @@
+// interop: an independent NATS client (the official nats.go, from Debian's sources) that the
+// integration tests run against the same server as natbus. It speaks only the wire contract in
+// tests/wire_vectors.json, never natbus' code. Every command prints what it did on stdout, one
+// line per fact, and exits non-zero when a check fails.
+//
+//	interop publish-read  URL PREFIX VECTORS          publish every "read" vector to PREFIX.<name> (JetStream)
+//	interop check-write   URL PREFIX VECTORS          read PREFIX.<name> from the stream, check each "write" vector
+//	interop consume       URL STREAM DURABLE pull|push COUNT [QUEUE]
+//	                                                  bind to an existing durable, take COUNT messages, ack each
+//	interop request       URL SUBJECT                 send a request with x-reply-on / x-final-to, await both replies
+//	interop publish-id    URL SUBJECT MSGID           JetStream publish with Nats-Msg-Id, print the PubAck
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+type vectorFile struct {
+	Version int               `json:"version"`
+	Formats map[string]string `json:"formats"`
+	Write   []vector          `json:"write"`
+	Read    []vector          `json:"read"`
+}
+
+type payloadSpec struct {
+	JSON json.RawMessage `json:"json"`
+	Text *string         `json:"text"`
+	Hex  *string         `json:"hex"`
+}
+
+type vector struct {
+	Name    string      `json:"name"`
+	Headers [][2]string `json:"headers"`
+	Payload payloadSpec `json:"payload"`
+	Gzip    bool        `json:"gzip"`
+}
+
+func fail(format string, args ...interface{}) {
+	fmt.Printf("FAIL "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func must(err error, what string) {
+	if err != nil {
+		fail("%s: %v", what, err)
+	}
+}
+
+func loadVectors(path string) vectorFile {
+	raw, err := os.ReadFile(path)
+	must(err, "read vectors")
+	var v vectorFile
+	must(json.Unmarshal(raw, &v), "parse vectors")
+	if v.Version != 1 {
+		fail("vectors version %d, this program knows 1", v.Version)
+	}
+	return v
+}
+
+func (p payloadSpec) bytes() []byte {
+	switch {
+	case p.Text != nil:
+		return []byte(*p.Text)
+	case p.Hex != nil:
+		b, err := hex.DecodeString(*p.Hex)
+		must(err, "hex payload")
+		return b
+	default:
+		return []byte(p.JSON)
+	}
+}
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	_, err := w.Write(b)
+	must(err, "gzip")
+	must(w.Close(), "gzip")
+	return buf.Bytes()
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	r, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+func connect(url string) (*nats.Conn, nats.JetStreamContext) {
+	nc, err := nats.Connect(url, nats.Name("interop-go"), nats.Timeout(5*time.Second))
+	must(err, "connect "+url)
+	js, err := nc.JetStream(nats.MaxWait(5 * time.Second))
+	must(err, "jetstream")
+	return nc, js
+}
+
+// publish-read: the messages a Python natbus service (or any other client) sends.
+func publishRead(url, prefix, path string) {
+	vf := loadVectors(path)
+	nc, js := connect(url)
+	defer nc.Close()
+	for _, v := range vf.Read {
+		m := nats.NewMsg(prefix + "." + v.Name)
+		for _, h := range v.Headers {
+			m.Header[h[0]] = append(m.Header[h[0]], h[1]) // exactly as written: no canonical case
+		}
+		data := v.Payload.bytes()
+		if v.Gzip {
+			data = gzipBytes(data)
+		}
+		m.Data = data
+		ack, err := js.PublishMsg(m)
+		must(err, "publish "+v.Name)
+		fmt.Printf("published %s seq=%d\n", v.Name, ack.Sequence)
+	}
+	fmt.Printf("done %d\n", len(vf.Read))
+}
+
+// check-write: what natbus wrote, checked header by header against the vectors.
+func checkWrite(url, prefix, path string) {
+	vf := loadVectors(path)
+	nc, js := connect(url)
+	defer nc.Close()
+	formats := map[string]*regexp.Regexp{}
+	for k, re := range vf.Formats {
+		formats[k] = regexp.MustCompile(re)
+	}
+	byName := map[string]vector{}
+	for _, v := range vf.Write {
+		byName[v.Name] = v
+	}
+	sub, err := js.SubscribeSync(prefix+".>", nats.OrderedConsumer(), nats.DeliverAll())
+	must(err, "ordered consumer")
+	failures := 0
+	for i := 0; i < len(vf.Write); i++ {
+		msg, err := sub.NextMsg(10 * time.Second)
+		must(err, fmt.Sprintf("message %d of %d", i+1, len(vf.Write)))
+		name := msg.Subject[len(prefix)+1:]
+		v, ok := byName[name]
+		if !ok {
+			fail("unexpected subject %s", msg.Subject)
+		}
+		problems := checkMessage(v, msg, formats)
+		if len(problems) == 0 {
+			fmt.Printf("ok %s\n", name)
+		} else {
+			failures++
+			fmt.Printf("FAIL %s: %s\n", name, strings.Join(problems, "; "))
+		}
+	}
+	if failures > 0 {
+		os.Exit(1)
+	}
+	fmt.Printf("checked %d\n", len(vf.Write))
+}
+
+func checkMessage(v vector, msg *nats.Msg, formats map[string]*regexp.Regexp) []string {
+	var problems []string
+	want := map[string]string{}
+	for _, h := range v.Headers {
+		want[h[0]] = h[1]
+	}
+	for name, values := range msg.Header {
+		exp, ok := want[name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("unexpected header %q=%q", name, values))
+			continue
+		}
+		if len(values) != 1 {
+			problems = append(problems, fmt.Sprintf("%s has %d values", name, len(values)))
+			continue
+		}
+		if strings.HasPrefix(exp, "@") {
+			re := formats[exp[1:]]
+			if re == nil || !re.MatchString(values[0]) {
+				problems = append(problems, fmt.Sprintf("%s=%q does not match %s", name, values[0], exp))
+			}
+		} else if values[0] != exp {
+			problems = append(problems, fmt.Sprintf("%s=%q, want %q", name, values[0], exp))
+		}
+	}
+	for name := range want {
+		if _, ok := msg.Header[name]; !ok {
+			problems = append(problems, fmt.Sprintf("missing header %s (names are matched exactly)", name))
+		}
+	}
+	data := msg.Data
+	if v.Gzip {
+		if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+			problems = append(problems, "payload is not gzip")
+		}
+		out, err := gunzip(data)
+		if err != nil {
+			return append(problems, "gunzip: "+err.Error())
+		}
+		data = out
+	}
+	if v.Payload.JSON != nil {
+		var got, exp interface{}
+		if err := json.Unmarshal(data, &got); err != nil {
+			return append(problems, "payload is not JSON: "+err.Error())
+		}
+		must(json.Unmarshal(v.Payload.JSON, &exp), "vector JSON")
+		if !reflect.DeepEqual(got, exp) {
+			problems = append(problems, fmt.Sprintf("payload %s, want %s", data, v.Payload.JSON))
+		}
+	} else if !bytes.Equal(data, v.Payload.bytes()) {
+		problems = append(problems, fmt.Sprintf("payload %x, want %x", data, v.Payload.bytes()))
+	}
+	return problems
+}
+
+// consume: another client on a durable natbus created; it binds, never creates or changes it.
+func consume(url, stream, durable, kind string, count int, queue string) {
+	nc, js := connect(url)
+	defer nc.Close()
+	before, err := js.ConsumerInfo(stream, durable)
+	must(err, "consumer info")
+	fmt.Printf("consumer created=%s\n", before.Created.UTC().Format(time.RFC3339Nano))
+	var msgs []*nats.Msg
+	deadline := time.Now().Add(15 * time.Second)
+	switch kind {
+	case "pull":
+		sub, err := js.PullSubscribe(before.Config.FilterSubject, durable, nats.Bind(stream, durable))
+		must(err, "bind pull")
+		for len(msgs) < count && time.Now().Before(deadline) {
+			batch, err := sub.Fetch(count-len(msgs), nats.MaxWait(2*time.Second))
+			if err != nil && err != nats.ErrTimeout {
+				must(err, "fetch")
+			}
+			msgs = append(msgs, batch...)
+		}
+	case "push":
+		var sub *nats.Subscription
+		if queue != "" {
+			sub, err = js.QueueSubscribeSync(before.Config.FilterSubject, queue, nats.Bind(stream, durable))
+		} else {
+			sub, err = js.SubscribeSync(before.Config.FilterSubject, nats.Bind(stream, durable))
+		}
+		must(err, "bind push")
+		for len(msgs) < count && time.Now().Before(deadline) {
+			m, err := sub.NextMsg(2 * time.Second)
+			if err == nats.ErrTimeout {
+				continue
+			}
+			must(err, "next")
+			msgs = append(msgs, m)
+		}
+		// Stop delivery to this subscriber without touching the durable.
+		must(sub.Unsubscribe(), "unsubscribe")
+	default:
+		fail("kind %q: pull or push", kind)
+	}
+	if len(msgs) < count {
+		fail("got %d of %d messages", len(msgs), count)
+	}
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		must(err, "metadata")
+		must(m.AckSync(), "ack")
+		fmt.Printf("got seq=%d delivered=%d data=%s\n", md.Sequence.Stream, md.NumDelivered, m.Data)
+	}
+	after, err := js.ConsumerInfo(stream, durable)
+	must(err, "consumer info")
+	if !after.Created.Equal(before.Created) {
+		fail("the durable was recreated while Go used it")
+	}
+	fmt.Printf("done acked=%d ack_pending=%d\n", len(msgs), after.NumAckPending)
+}
+
+// request: a Python-style request; natbus answers progress on x-reply-on, the end on x-final-to.
+func request(url, subject string) {
+	nc, js := connect(url)
+	defer nc.Close()
+	progress, err := nc.SubscribeSync("interop.replies.progress")
+	must(err, "subscribe progress")
+	final, err := nc.SubscribeSync("interop.replies.final")
+	must(err, "subscribe final")
+	must(nc.Flush(), "flush")
+	m := nats.NewMsg(subject)
+	m.Header["content-type"] = []string{"application/json"}
+	m.Header["x-trace-id"] = []string{"4bf92f35-77b3-4da6-a3ce-929d0e0e4736"}
+	m.Header["x-correlation-id"] = []string{"go-corr-1"}
+	m.Header["x-sender"] = []string{"interop-go"}
+	m.Header["x-sent-at"] = []string{time.Now().UTC().Format("2006-01-02T15:04:05.000+00:00")}
+	m.Header["x-message-type"] = []string{"resize"}
+	m.Header["x-reply-on"] = []string{"interop.replies.progress"}
+	m.Header["x-final-to"] = []string{"interop.replies.final"}
+	m.Data = []byte(`{"job": 1}`)
+	_, err = js.PublishMsg(m)
+	must(err, "publish request")
+	fmt.Println("requested")
+	for _, r := range []struct {
+		name string
+		sub  *nats.Subscription
+	}{{"progress", progress}, {"final", final}} {
+		msg, err := r.sub.NextMsg(15 * time.Second)
+		must(err, r.name+" reply")
+		for h, want := range map[string]string{"x-correlation-id": "go-corr-1", "x-trace-id": "4bf92f35-77b3-4da6-a3ce-929d0e0e4736",
+			"x-message-type": "resize", "content-type": "application/json"} {
+			if got := msg.Header.Get(h); got != want {
+				fail("%s reply: %s=%q, want %q", r.name, h, got, want)
+			}
+		}
+		var body map[string]interface{}
+		must(json.Unmarshal(msg.Data, &body), r.name+" reply JSON")
+		fmt.Printf("reply %s correlation=%s data=%s\n", r.name, msg.Header.Get("x-correlation-id"), msg.Data)
+	}
+}
+
+func publishID(url, subject, id string) {
+	nc, js := connect(url)
+	defer nc.Close()
+	ack, err := js.Publish(subject, []byte("from go"), nats.MsgId(id))
+	must(err, "publish")
+	fmt.Printf("puback stream=%s seq=%d duplicate=%t\n", ack.Stream, ack.Sequence, ack.Duplicate)
+}
+
+func main() {
+	a := os.Args
+	if len(a) < 3 {
+		fail("usage: interop COMMAND URL ...")
+	}
+	switch {
+	case a[1] == "publish-read" && len(a) == 5:
+		publishRead(a[2], a[3], a[4])
+	case a[1] == "check-write" && len(a) == 5:
+		checkWrite(a[2], a[3], a[4])
+	case a[1] == "consume" && (len(a) == 7 || len(a) == 8):
+		n, err := strconv.Atoi(a[6])
+		must(err, "COUNT")
+		queue := ""
+		if len(a) == 8 {
+			queue = a[7]
+		}
+		consume(a[2], a[3], a[4], a[5], n, queue)
+	case a[1] == "request" && len(a) == 4:
+		request(a[2], a[3])
+	case a[1] == "publish-id" && len(a) == 5:
+		publishID(a[2], a[3], a[4])
+	default:
+		fail("bad command line: %v", a[1:])
+	}
+}
