@@ -69,6 +69,13 @@ Task<void> PushCore::start(ConsumerSpec spec) {
   bus.add_sink(this);
   bus.register_sub(this);
   if (idle_heartbeat_.count() > 0) arm_heartbeat_watch();
+  // Return once the server has the interest: a caller that tells another process "subscribed"
+  // (or freezes, or publishes from elsewhere) right after push_subscribe can rely on it.
+  try {
+    co_await bus.flush(bus.config().js_api_timeout);
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, "sub_flush_failed", {{"durable", durable_}, {"error", e.what()}});
+  }
   log(LogLevel::info, "sub_started",
       {{"kind", spec.durable.empty() ? "ephemeral_push" : "push"},
        {"subject", subject_},
