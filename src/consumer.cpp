@@ -287,10 +287,23 @@ std::string error_text(const std::exception_ptr& error) {
   return "unknown exception";
 }
 
+bool is_poison(const std::exception_ptr& error) {
+  if (!error) return false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const PoisonMessageError&) {
+    return true;
+  } catch (...) {
+  }
+  return false;
+}
+
 }  // namespace
 
 bool SubCore::wants_dead_letter(const MsgImpl& msg, const std::exception_ptr& error) const {
-  if (dead_letter_subject_.empty() || max_deliver_ <= 0) return false;
+  if (dead_letter_subject_.empty()) return false;
+  if (is_poison(error)) return msg.state == AckState::none;  // it would fail on every delivery
+  if (max_deliver_ <= 0) return false;
   const bool failed = error ? msg.state == AckState::none : msg.state == AckState::naked;
   if (!failed) return false;
   const char* reply = natsMsg_GetReply(msg.msg.get());
@@ -303,7 +316,9 @@ Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
   msg.add_ref();
   const ReceivedMessage m(&msg);
   const auto md = m.metadata();
-  const std::string reason = error ? "handler failed on the last delivery" : "handler rejected the last delivery";
+  const std::string reason = is_poison(error) ? "payload cannot be decoded"
+                             : error          ? "handler failed on the last delivery"
+                                              : "handler rejected the last delivery";
   try {
     MessageOptions o;
     o.ensure_trace = false;
@@ -353,7 +368,23 @@ void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexce
   MsgHold hold(msg);
   const bool jetstream =
       natsMsg_GetReply(msg->msg.get()) != nullptr && std::string_view(natsMsg_GetReply(msg->msg.get())).starts_with("$JS.ACK.");
-  if (error) {
+  if (error && is_poison(error)) {
+    // Decoding fails the same way on every redelivery: terminate, never nak.
+    const char* reply = natsMsg_GetReply(msg->msg.get());
+    const auto md = parse_metadata(reply == nullptr ? "" : reply);
+    log(LogLevel::error, "sub_poison_message",
+        {{"subject", std::string(natsMsg_GetSubject(msg->msg.get()))},
+         {"durable", durable_},
+         {"stream_seq", std::to_string(md ? md->stream_sequence : 0)},
+         {"error", error_text(error)}});
+    if (jetstream && msg->state == AckState::none) {
+      try {
+        send_ack(*msg, "term", "+TERM", AckState::termed);
+      } catch (const std::exception& e) {
+        log(LogLevel::warn, "sub_term_failed", {{"durable", durable_}, {"error", e.what()}});
+      }
+    }
+  } else if (error) {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(error);
@@ -391,6 +422,17 @@ Task<void> SubCore::wait_idle(Clock::time_point deadline) {
     const bool woken = co_await WaitUntil(idle_, deadline);
     if (!woken) break;
   }
+}
+
+}  // namespace natbus::detail
+
+namespace natbus::detail {
+
+void throw_poison(const ReceivedMessage& msg, const std::string& decode_error) {
+  const auto md = msg.metadata();
+  throw PoisonMessageError(
+      fmt::format("payload cannot be decoded for the typed handler (stream sequence {}): {}", md ? md->stream_sequence : 0, decode_error),
+      ErrorContext{.operation = "typed handler", .subject = std::string(msg.subject()), .stream = md ? md->stream : std::string()});
 }
 
 }  // namespace natbus::detail

@@ -47,6 +47,8 @@ class Category final : public std::error_category {
         return "protocol error";
       case errc::cancelled:
         return "cancelled";
+      case errc::poison:
+        return "poison message";
     }
     return "unknown natbus error";
   }

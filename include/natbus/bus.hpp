@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -88,6 +89,32 @@ inline constexpr bool kRejectOwningTemporaryHandlers = true;
 inline constexpr bool kRejectOwningTemporaryHandlers = false;
 #endif
 
+/// Throws the PoisonMessageError of a message a typed handler cannot decode.
+[[noreturn]] void throw_poison(const ReceivedMessage& msg, const std::string& decode_error);
+
+/// Decodes the payload into T (nlohmann from_json), then calls the handler with (T, message).
+template <class T, class H>
+class TypedHandlerImpl final : public HandlerBase {
+ public:
+  explicit TypedHandlerImpl(H h) : handler_(std::move(h)) {}
+  Task<void> invoke(ReceivedMessage msg) override {
+    std::optional<T> value;
+    std::string error;
+    try {
+      value.emplace(msg.template as_json<T>());
+    } catch (const Error& e) {
+      error = e.message();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!value) throw_poison(msg, error);
+    co_await std::invoke(handler_, std::move(*value), msg);
+  }
+
+ private:
+  H handler_;
+};
+
 template <class H>
 std::unique_ptr<HandlerBase> make_handler(H&& h) {
   using D = std::decay_t<H>;
@@ -97,12 +124,28 @@ std::unique_ptr<HandlerBase> make_handler(H&& h) {
                 "(natbus copies it). See README, 'Compiler notes'.");
   return std::make_unique<HandlerImpl<D>>(std::forward<H>(h));
 }
+
+template <class T, class H>
+std::unique_ptr<HandlerBase> make_typed_handler(H&& h) {
+  using D = std::decay_t<H>;
+  static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
+                "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
+                "`auto on_order = [...](Order o, natbus::ReceivedMessage& m) -> natbus::Task<void> {...};` then pass "
+                "`on_order` (natbus copies it). See README, 'Compiler notes'.");
+  return std::make_unique<TypedHandlerImpl<T, D>>(std::forward<H>(h));
+}
 }  // namespace detail
 
 /// A callable taking a ReceivedMessage and returning Task<void>.
 template <class H>
 concept MessageHandler = std::invocable < std::decay_t<H>
 &, ReceivedMessage > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage>, Task<void>>;
+
+/// A callable taking (T, ReceivedMessage&) and returning Task<void>: a typed handler, for
+/// push_subscribe<T> / pull_subscribe<T>. T is any type with a nlohmann from_json.
+template <class H, class T>
+concept TypedMessageHandler = std::invocable < std::decay_t<H>
+&, T, ReceivedMessage& > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, T, ReceivedMessage&>, Task<void>>;
 
 /// The PubAck of a publish_async(), to be awaited later (once). Move-only.
 class [[nodiscard]] PublishFuture {
@@ -293,6 +336,23 @@ class NatsBus {
   template <class H>
   requires MessageHandler<H> Task<Subscription> pull_subscribe(std::string_view subject, H&& handler, const PullOptions& options = {}) {
     return pull_subscribe_erased(subject, detail::make_handler(std::forward<H>(handler)), options);
+  }
+  /// Typed handlers: the payload is decoded into T (any type with a nlohmann from_json) before
+  /// the handler runs, and the handler gets (T, ReceivedMessage&); acks work as above. A payload
+  /// that cannot be decoded is a poison message: it is logged (sub_poison_message, with subject,
+  /// sequence and the decode error), terminated (never redelivered), and published to the
+  /// dead-letter subject, when one is configured, with its headers and the reason.
+  ///   auto on_order = [](Order o, natbus::ReceivedMessage& m) -> natbus::Task<void> { ...; co_await m.ack(); };
+  ///   auto sub = co_await bus.push_subscribe<Order>("orders.created", on_order, {.durable = "billing"});
+  template <class T, class H>
+  requires TypedMessageHandler<H, T> Task<Subscription> push_subscribe(std::string_view subject, H&& handler,
+                                                                       const PushOptions& options = {}) {
+    return push_subscribe_erased(subject, detail::make_typed_handler<T>(std::forward<H>(handler)), options);
+  }
+  template <class T, class H>
+  requires TypedMessageHandler<H, T> Task<Subscription> pull_subscribe(std::string_view subject, H&& handler,
+                                                                       const PullOptions& options = {}) {
+    return pull_subscribe_erased(subject, detail::make_typed_handler<T>(std::forward<H>(handler)), options);
   }
   /// Durable pull consumer to fetch() from.
   Task<PullSubscription> pull_subscribe(std::string_view subject, const PullOptions& options = {});

@@ -36,6 +36,7 @@ enum class errc {
   nats,                   ///< another error reported by cnats
   protocol,               ///< the server answered something natbus cannot read
   cancelled,              ///< the operation was abandoned (subscription closed, bus closing)
+  poison,                 ///< a typed handler's payload cannot be decoded into its type
 };
 
 }  // namespace natbus
@@ -124,5 +125,9 @@ using DecodeError = ErrorOf<errc::decode>;
 using JetStreamError = ErrorOf<errc::jetstream>;
 /// The operation was abandoned because its subscription or bus closed.
 using CancelledError = ErrorOf<errc::cancelled>;
+/// A typed handler's message could not be decoded into its type. natbus terminates such a
+/// message (it would fail the same way on every redelivery) and dead-letters it when a
+/// dead-letter subject is configured; the handler never sees it.
+using PoisonMessageError = ErrorOf<errc::poison>;
 
 }  // namespace natbus
