@@ -353,6 +353,54 @@ natbus::Task<int> bench(Args a) {
       return static_cast<double>(lat[static_cast<std::size_t>(q * static_cast<double>(lat.size() - 1))]) / 1e3;
     };
     extra = fmt::format("p50_us={:.1f} p99_us={:.1f} rate_target={}", at(0.50), at(0.99), rate);
+  } else if (mode == "req_reply_latency") {
+    // Sequential core requests to an echo responder on a second connection (same process).
+    natbus::NatsBus responder{cfg};
+    co_await responder.connect();
+    auto echo = [&responder](natbus::ReceivedMessage m) -> natbus::Task<void> {
+      auto answer = natbus::BusMessage::from_bytes(m.reply(), m.payload(), {.natbus_headers = !bare_messages()});
+      co_await responder.publish_core(std::move(answer));
+    };
+    auto sub = co_await responder.subscribe_core(a.subject, echo);
+    for (int i = 0; i < 200; ++i) {  // untimed warm-up, as the peers
+      auto r = co_await bus.request(make_msg(a), 5s);
+      (void)r;
+    }
+    std::vector<std::int64_t> lat;
+    lat.reserve(static_cast<std::size_t>(a.n));
+    t.start();
+    for (long i = 0; i < a.n; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto r = co_await bus.request(make_msg(a), 5s);
+      lat.push_back((std::chrono::steady_clock::now() - t0).count());
+      if (r.raw_payload().size() != a.payload.size()) fail("echo_payload_mismatch");
+    }
+    t.stop();
+    std::sort(lat.begin(), lat.end());
+    const auto at = [&](double q) {
+      return static_cast<double>(lat[static_cast<std::size_t>(q * static_cast<double>(lat.size() - 1))]) / 1e3;
+    };
+    extra = fmt::format("p50_us={:.1f} p99_us={:.1f}", at(0.50), at(0.99));
+    co_await sub.close();
+    co_await responder.close();
+  } else if (mode == "core_pub_sub") {
+    // Core publishes on one connection, counted by a subscriber on a second one.
+    natbus::NatsBus receiver{cfg};
+    co_await receiver.connect();
+    long got = 0;
+    auto count = [&got](natbus::ReceivedMessage) -> natbus::Task<void> {
+      ++got;
+      co_return;
+    };
+    auto sub = co_await receiver.subscribe_core(a.subject, count);
+    t.start();
+    for (long i = 0; i < a.n; ++i) co_await bus.publish_core(make_msg(a));
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    while (got < a.n && std::chrono::steady_clock::now() < deadline) co_await natbus::sleep(1ms);
+    t.stop();
+    if (got < a.n) fail(fmt::format("lost_{}_of_{}", a.n - got, a.n));
+    co_await sub.close();
+    co_await receiver.close();
   } else {
     std::printf("natbus mode=%s unsupported=not_implemented_yet\n", g_mode);
     std::fflush(stdout);

@@ -116,6 +116,15 @@ class SubCore : public RefCounted, public MsgSink {
   bool slow_logged_ = false;
 };
 
+/// A plain NATS subscription (subscribe_core, serve): no consumer, no acks.
+class CoreSubCore final : public SubCore {
+ public:
+  using SubCore::SubCore;
+  /// Subscribes (with `queue` when not empty) and waits until the server has the interest.
+  Task<void> start(std::string subject, std::string queue, std::string op);
+  void pump() noexcept override;
+};
+
 /// Durable or ephemeral push consumer.
 class PushCore final : public SubCore {
  public:

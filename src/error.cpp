@@ -49,6 +49,10 @@ class Category final : public std::error_category {
         return "cancelled";
       case errc::poison:
         return "poison message";
+      case errc::no_responders:
+        return "no responders";
+      case errc::remote:
+        return "remote handler failed";
     }
     return "unknown natbus error";
   }

@@ -115,6 +115,30 @@ class TypedHandlerImpl final : public HandlerBase {
   H handler_;
 };
 
+/// Answers a serve() request: `body` as JSON, or an x-error header when `error` is set.
+Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& body, const std::string& error);
+
+/// Calls a serve() handler and answers the request with what it returns.
+template <class H>
+class ServeHandlerImpl final : public HandlerBase {
+ public:
+  explicit ServeHandlerImpl(H h) : handler_(std::move(h)) {}
+  Task<void> invoke(ReceivedMessage msg) override {
+    nlohmann::json body;
+    std::string error;
+    try {
+      body = co_await std::invoke(handler_, msg);
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (error.empty()) error = "handler failed";
+    }
+    co_await serve_reply(msg, body, error);
+  }
+
+ private:
+  H handler_;
+};
+
 template <class H>
 std::unique_ptr<HandlerBase> make_handler(H&& h) {
   using D = std::decay_t<H>;
@@ -123,6 +147,16 @@ std::unique_ptr<HandlerBase> make_handler(H&& h) {
                 "`auto on_msg = [...](natbus::ReceivedMessage m) -> natbus::Task<void> {...};` then pass `on_msg` "
                 "(natbus copies it). See README, 'Compiler notes'.");
   return std::make_unique<HandlerImpl<D>>(std::forward<H>(h));
+}
+
+template <class H>
+std::unique_ptr<HandlerBase> make_serve_handler(H&& h) {
+  using D = std::decay_t<H>;
+  static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
+                "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
+                "`auto on_request = [...](natbus::ReceivedMessage& m) -> natbus::Task<nlohmann::json> {...};` then pass "
+                "`on_request` (natbus copies it). See README, 'Compiler notes'.");
+  return std::make_unique<ServeHandlerImpl<D>>(std::forward<H>(h));
 }
 
 template <class T, class H>
@@ -146,6 +180,11 @@ concept MessageHandler = std::invocable < std::decay_t<H>
 template <class H, class T>
 concept TypedMessageHandler = std::invocable < std::decay_t<H>
 &, T, ReceivedMessage& > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, T, ReceivedMessage&>, Task<void>>;
+
+/// A callable taking ReceivedMessage& and returning Task<nlohmann::json>: a serve() handler.
+template <class H>
+concept ServeHandler = std::invocable < std::decay_t<H>
+&, ReceivedMessage& > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage&>, Task<nlohmann::json>>;
 
 /// The PubAck of a publish_async(), to be awaited later (once). Move-only.
 class [[nodiscard]] PublishFuture {
@@ -364,6 +403,32 @@ class NatsBus {
     return ephemeral_subscribe_erased(subject, detail::make_handler(std::forward<H>(handler)), options);
   }
 
+  // ---- core NATS (no JetStream: at-most-once, no acks, nothing stored) ----
+
+  /// Publishes a plain NATS message (with natbus' headers); written to the socket at the end of
+  /// this loop iteration. Completes at once; nothing confirms delivery.
+  Task<void> publish_core(BusMessage msg);
+  /// Plain NATS subscription calling `handler` per message (wildcards allowed). Messages that
+  /// arrive while no subscriber listens are lost; ack() is not needed (and not possible).
+  template <class H>
+  requires MessageHandler<H> Task<Subscription> subscribe_core(std::string_view subject, H&& handler,
+                                                               const CoreSubscribeOptions& options = {}) {
+    return subscribe_core_erased(subject, detail::make_handler(std::forward<H>(handler)), options);
+  }
+  /// Sends `msg` as a request and returns the first reply. TimeoutError after `timeout`,
+  /// NoRespondersError when nobody listens on the subject, RemoteError when a serve() handler
+  /// threw. The request is written at the end of the loop iteration (no 1 ms flusher delay).
+  Task<ReceivedMessage> request(BusMessage msg, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  /// Answers requests on `subject`: the handler's JSON goes back to the requester with the
+  /// request's x-correlation-id and x-trace-id; a handler that throws answers with an x-error
+  /// header (request() turns it into a RemoteError).
+  ///   auto on_price = [](natbus::ReceivedMessage& m) -> natbus::Task<nlohmann::json> { co_return {{"price", 12.5}}; };
+  ///   auto svc = co_await bus.serve("prices.get", on_price, {.queue = "prices"});
+  template <class H>
+  requires ServeHandler<H> Task<Subscription> serve(std::string_view subject, H&& handler, const CoreSubscribeOptions& options = {}) {
+    return subscribe_core_erased(subject, detail::make_serve_handler(std::forward<H>(handler)), options, "serve");
+  }
+
   // ---- replies (on the request's x-reply-on, or x-final-to with .final = true) ----
 
   Task<void> reply_json(const ReceivedMessage& request, const nlohmann::json& body, const ReplyOptions& options = {});
@@ -396,6 +461,8 @@ class NatsBus {
                                            const PushOptions& options);
   Task<Subscription> pull_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
                                            const PullOptions& options);
+  Task<Subscription> subscribe_core_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
+                                           const CoreSubscribeOptions& options, std::string_view op = "subscribe_core");
   Task<Subscription> ephemeral_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
                                                 const EphemeralOptions& options);
   detail::BusCore* core_ = nullptr;

@@ -37,6 +37,8 @@ enum class errc {
   protocol,               ///< the server answered something natbus cannot read
   cancelled,              ///< the operation was abandoned (subscription closed, bus closing)
   poison,                 ///< a typed handler's payload cannot be decoded into its type
+  no_responders,          ///< nobody is subscribed to a core request's subject
+  remote,                 ///< the service that answered a request reported an error
 };
 
 }  // namespace natbus
@@ -129,5 +131,9 @@ using CancelledError = ErrorOf<errc::cancelled>;
 /// message (it would fail the same way on every redelivery) and dead-letters it when a
 /// dead-letter subject is configured; the handler never sees it.
 using PoisonMessageError = ErrorOf<errc::poison>;
+/// request(): nobody listens on the subject.
+using NoRespondersError = ErrorOf<errc::no_responders>;
+/// request(): the serve() handler that answered threw; the message is its error text.
+using RemoteError = ErrorOf<errc::remote>;
 
 }  // namespace natbus

@@ -89,6 +89,14 @@ struct EphemeralOptions {
   int max_concurrency = 1;
 };
 
+/// subscribe_core / serve (plain NATS subscriptions: at-most-once, no acks, no durable).
+struct CoreSubscribeOptions {
+  /// Queue group: each message goes to one subscriber of the group. Empty: none.
+  std::string_view queue{};
+  /// Handlers of this subscription running at the same time (1: in order).
+  int max_concurrency = 1;
+};
+
 /// reply_json / reply_text / reply_bytes.
 struct ReplyOptions {
   /// true: answer on the request's x-final-to; false: on its x-reply-on (progress).

@@ -1,0 +1,157 @@
+// Core NATS next to JetStream: publish_core, subscribe_core, request and serve.
+#include <fmt/format.h>
+
+#include "bus_core.hpp"
+#include "consumer.hpp"
+#include "msg_impl.hpp"
+#include "natbus/bus.hpp"
+#include "request.hpp"
+#include "validate.hpp"
+
+namespace natbus {
+
+namespace detail {
+
+Task<void> CoreSubCore::start(std::string subject, std::string queue, std::string op) {
+  BusCore& bus = *bus_;
+  subject_ = std::move(subject);
+  queue_ = std::move(queue);
+  manual_ack_ = true;  // nothing to ack
+  bus.ensure_open(op);
+  natsSubscription* sub = nullptr;
+  const natsStatus s = queue_.empty() ? natsConnection_SubscribeSync(&sub, bus.nc(), subject_.c_str())
+                                      : natsConnection_QueueSubscribeSync(&sub, bus.nc(), subject_.c_str(), queue_.c_str());
+  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = op, .subject = subject_}, "subscribing");
+  // Core NATS has no redelivery: hold a generous backlog before cnats drops (sub_slow_consumer).
+  natsSubscription_SetPendingLimits(sub, 65536, 64 * 1024 * 1024);
+  sub_ = sub;
+  active_ = true;
+  bus.add_sink(this);
+  bus.register_sub(this);
+  try {
+    co_await bus.flush(bus.config().js_api_timeout);
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, "sub_flush_failed", {{"subject", subject_}, {"error", e.what()}});
+  }
+  log(LogLevel::info, "sub_started",
+      {{"kind", op == "serve" ? "serve" : "core"},
+       {"subject", subject_},
+       {"queue", queue_},
+       {"max_concurrency", std::to_string(max_concurrency_)}});
+}
+
+void CoreSubCore::pump() noexcept {
+  if (!active_ || pumping_) return;
+  pumping_ = true;
+  MsgPtr m;
+  while (active_ && running_ < max_concurrency_ && next_message(m)) {
+    try {
+      dispatch(std::move(m));
+    } catch (const std::exception& e) {
+      log(LogLevel::error, "sub_dispatch_failed", {{"subject", subject_}, {"error", e.what()}});
+    }
+  }
+  pumping_ = false;
+}
+
+Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& body, const std::string& error) {
+  MsgImpl* impl = request.impl();
+  if (impl == nullptr || impl->bus == nullptr) co_return;
+  const std::string_view reply = request.reply();
+  if (reply.empty()) {
+    log(LogLevel::warn, "serve_no_reply_subject", {{"subject", std::string(request.subject())}});
+    co_return;
+  }
+  MessageOptions o;
+  o.correlation_id = request.correlation_id();
+  o.trace_id = request.trace_id();
+  o.message_type = request.message_type();
+  BusMessage answer = BusMessage::from_json(reply, error.empty() ? body : nlohmann::json(nullptr), o);
+  if (!error.empty()) {
+    std::string clean = error.substr(0, 512);
+    for (auto& c : clean) {
+      if (c == '\r' || c == '\n' || static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) c = ' ';
+    }
+    answer.set_header("x-error", clean);
+    log(LogLevel::error, "serve_handler_error", {{"subject", std::string(request.subject())}, {"error", error}});
+  }
+  try {
+    impl->bus->publish_core_msg(answer, {}, "serve");
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, "serve_reply_failed", {{"subject", std::string(request.subject())}, {"error", e.what()}});
+  }
+}
+
+}  // namespace detail
+
+using detail::BusCore;
+using detail::core_of;
+using detail::Ref;
+
+namespace {
+
+Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, std::string subject, std::string queue,
+                                 int max_concurrency, std::string op) {
+  auto core = Ref<detail::CoreSubCore>::adopt(new detail::CoreSubCore(bus.get(), std::move(handler)));
+  core->max_concurrency_ = max_concurrency;
+  co_await core->start(std::move(subject), std::move(queue), std::move(op));
+  co_return Subscription(core.get());
+}
+
+Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono::milliseconds timeout) {
+  const std::string subject(msg.subject());
+  std::function<void(const char*)> build = [&bus, &msg](const char* reply) { bus->publish_core_msg(msg, reply, "request"); };
+  detail::ReplyAwaiter awaiter(*bus, std::move(build), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  auto [reply, status] = co_await awaiter;
+  ErrorContext ctx{.operation = "request", .subject = subject};
+  switch (status) {
+    case NATS_OK:
+      break;
+    case NATS_TIMEOUT:
+      throw TimeoutError(fmt::format("no reply within {} ms", timeout.count()), std::move(ctx));
+    case NATS_NO_RESPONDERS:
+      throw NoRespondersError("nobody is subscribed to the subject", std::move(ctx));
+    default:
+      throw ClosedError("the connection closed before the reply came", std::move(ctx));
+  }
+  ReceivedMessage answer(new detail::MsgImpl(std::move(reply), bus.get()));
+  if (auto err = answer.header("x-error")) throw RemoteError(std::string(*err), std::move(ctx));
+  co_return answer;
+}
+
+}  // namespace
+
+Task<void> NatsBus::publish_core(BusMessage msg) {
+  BusCore& core = core_of(core_, "publish_core");
+  if (msg.subject().empty()) throw InvalidArgument("the message has no subject (moved from?)", ErrorContext{.operation = "publish_core"});
+  detail::check("publish_core", "subject", msg.subject(), detail::subject_problem(msg.subject(), false));
+  core.publish_core_msg(msg, {}, "publish_core");
+  co_return;
+}
+
+Task<ReceivedMessage> NatsBus::request(BusMessage msg, std::chrono::milliseconds timeout) {
+  BusCore& core = core_of(core_, "request");
+  if (msg.subject().empty()) throw InvalidArgument("the message has no subject (moved from?)", ErrorContext{.operation = "request"});
+  detail::check("request", "subject", msg.subject(), detail::subject_problem(msg.subject(), false));
+  if (timeout.count() <= 0) {
+    throw InvalidArgument(fmt::format("timeout must be positive, got {} ms", timeout.count()), ErrorContext{.operation = "request"});
+  }
+  core.ensure_usable("request");
+  return request_impl(Ref<BusCore>(&core), std::move(msg), timeout);
+}
+
+Task<Subscription> NatsBus::subscribe_core_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
+                                                  const CoreSubscribeOptions& options, std::string_view op) {
+  BusCore& core = core_of(core_, op);
+  detail::check(op, "subject", subject, detail::subject_problem(subject, true));
+  if (!options.queue.empty()) detail::check(op, "queue", options.queue, detail::queue_problem(options.queue));
+  if (options.max_concurrency < 1) {
+    throw InvalidArgument(fmt::format("max_concurrency must be at least 1, got {}", options.max_concurrency),
+                          ErrorContext{.operation = std::string(op), .subject = std::string(subject)});
+  }
+  core.ensure_open(op);
+  return core_sub_impl(Ref<BusCore>(&core), std::move(handler), std::string(subject), std::string(options.queue), options.max_concurrency,
+                       std::string(op));
+}
+
+}  // namespace natbus
