@@ -22,6 +22,10 @@ case "${1:-format}" in
       echo "lint: aggregate temporary with non-trivial members inside co_await (GCC 12 destroys it twice)" >&2
       exit 1
     fi
+    if grep -nE '\? *co_await|: *co_await [^;]*;' "${sources[@]}" | grep -vE '^\S+:[0-9]+: *(case|default|public|private|protected)|//'; then
+      echo "lint: co_await in a conditional expression (GCC 12 destroys the resulting temporary early): use if/else" >&2
+      exit 1
+    fi
     echo "gcc12 coroutine patterns: none"
     ;;
   tidy)

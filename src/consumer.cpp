@@ -193,6 +193,7 @@ void SubCore::stop() noexcept {
   if (!active_ && sub_ == nullptr) return;
   active_ = false;
   nak_queued();
+  if (handler_) handler_->on_stop();
   if (sub_ != nullptr) {
     natsSubscription_Unsubscribe(sub_);
     natsSubscription_Destroy(sub_);

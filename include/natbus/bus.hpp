@@ -55,6 +55,7 @@ namespace detail {
 class BusCore;
 class SubCore;
 class PullCore;
+struct StreamChannel;
 struct PubSlot;
 
 /// Type-erased message handler; the callable lives as long as the subscription and every
@@ -63,6 +64,8 @@ class HandlerBase {
  public:
   virtual ~HandlerBase() = default;
   virtual Task<void> invoke(ReceivedMessage msg) = 0;
+  /// The subscription stopped (unsubscribe, close, bus closing).
+  virtual void on_stop() noexcept {}
 
  protected:
   HandlerBase() = default;
@@ -253,6 +256,37 @@ class Subscription {
   detail::SubCore* core_ = nullptr;
 };
 
+/// Messages of a push or pull consumer as an async sequence (NatsBus::messages /
+/// pull_messages). Move-only; use it on the loop thread.
+///   auto msgs = co_await bus.messages("orders.*", {.durable = "orders"});
+///   while (auto m = co_await msgs.next()) { ...; co_await m.ack(); }
+/// The reader acks (manual ack): a message is acked, nak'ed or termed by whoever reads it.
+class MessageStream {
+ public:
+  MessageStream() noexcept = default;
+  /// Library use (NatsBus::messages builds it).
+  MessageStream(std::shared_ptr<detail::StreamChannel> ch, Subscription sub) noexcept : ch_(std::move(ch)), sub_(std::move(sub)) {}
+  MessageStream(MessageStream&&) noexcept = default;
+  MessageStream& operator=(MessageStream&&) noexcept = default;
+  MessageStream(const MessageStream&) = delete;
+  MessageStream& operator=(const MessageStream&) = delete;
+  ~MessageStream();
+
+  /// The next message, waiting for one; an empty ReceivedMessage (false) once the stream has
+  /// ended: close(), the subscription stopped, or the bus closed.
+  Task<ReceivedMessage> next();
+  /// Ends the stream: stops the subscription, naks the buffered messages (redelivered at once),
+  /// and waits for the subscription to finish.
+  Task<void> close();
+  /// Messages received and waiting for next() (at most the buffer size given).
+  [[nodiscard]] std::size_t buffered() const noexcept;
+  [[nodiscard]] const Subscription& subscription() const noexcept { return sub_; }
+
+ private:
+  std::shared_ptr<detail::StreamChannel> ch_;
+  Subscription sub_;
+};
+
 /// A pull consumer without a handler: fetch messages when you want them.
 ///   auto sub = co_await bus.pull_subscribe("orders.*", {.durable = "orders_pull"});
 ///   for (auto& m : co_await sub.fetch(10, 2s)) { ...; co_await m.ack(); }
@@ -393,6 +427,12 @@ class NatsBus {
                                                                        const PullOptions& options = {}) {
     return pull_subscribe_erased(subject, detail::make_typed_handler<T>(std::forward<H>(handler)), options);
   }
+  /// The push consumer's messages as an async sequence with a buffer of `buffer` messages
+  /// (default 256): when it is full, delivery waits for next() (backpressure reaches the
+  /// server through max_ack_pending). The reader acks; manual_ack = false is rejected.
+  Task<MessageStream> messages(std::string_view subject, const PushOptions& options = {}, std::size_t buffer = 256);
+  /// The same over a pull consumer (the next pull is requested when the buffer has room).
+  Task<MessageStream> pull_messages(std::string_view subject, const PullOptions& options = {}, std::size_t buffer = 256);
   /// Durable pull consumer to fetch() from.
   Task<PullSubscription> pull_subscribe(std::string_view subject, const PullOptions& options = {});
   /// Ephemeral push consumer; the server deletes it `inactive_threshold` after the

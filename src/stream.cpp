@@ -1,0 +1,133 @@
+// MessageStream: a consumer's messages as an async sequence over a bounded buffer. The
+// subscription's handler parks each message in the buffer and waits while it is full; next()
+// takes them out. Everything runs on the loop thread.
+#include <deque>
+
+#include <fmt/format.h>
+
+#include "bus_core.hpp"
+#include "natbus/bus.hpp"
+
+namespace natbus {
+
+namespace detail {
+
+struct StreamChannel {
+  Loop* loop = nullptr;
+  std::size_t capacity = 0;
+  std::deque<ReceivedMessage> buf;
+  bool closed = false;
+  WaitList readers;  // next() waiting for a message
+  WaitList writers;  // handlers waiting for room
+
+  void end() noexcept {
+    if (closed) return;
+    closed = true;
+    // Buffered messages go back to the server at once rather than after ack_wait.
+    for (auto& m : buf) {
+      try {
+        if (!m.acknowledged()) (void)m.nak();
+      } catch (const std::exception&) {  // the connection is gone: the server redelivers after ack_wait
+      }
+    }
+    buf.clear();
+    if (loop != nullptr) {
+      readers.wake_all(*loop);
+      writers.wake_all(*loop);
+    }
+  }
+};
+
+namespace {
+
+class StreamHandler final : public HandlerBase {
+ public:
+  explicit StreamHandler(std::shared_ptr<StreamChannel> ch) : ch_(std::move(ch)) {}
+  Task<void> invoke(ReceivedMessage msg) override {
+    // Holding the channel in the frame: the handler may outlive the stream object.
+    const std::shared_ptr<StreamChannel> ch = ch_;
+    while (!ch->closed && ch->buf.size() >= ch->capacity) co_await WaitOn(ch->writers);
+    if (ch->closed) {
+      try {
+        if (!msg.acknowledged()) (void)msg.nak();
+      } catch (const std::exception&) {
+      }
+      co_return;
+    }
+    ch->buf.push_back(std::move(msg));
+    ch->readers.wake_one(*ch->loop);
+  }
+  void on_stop() noexcept override { ch_->end(); }
+
+ private:
+  std::shared_ptr<StreamChannel> ch_;
+};
+
+Task<ReceivedMessage> next_impl(std::shared_ptr<StreamChannel> ch) {
+  while (ch->buf.empty() && !ch->closed) co_await WaitOn(ch->readers);
+  if (ch->buf.empty()) co_return ReceivedMessage{};
+  ReceivedMessage m = std::move(ch->buf.front());
+  ch->buf.pop_front();
+  ch->writers.wake_one(*ch->loop);
+  co_return m;
+}
+
+Task<MessageStream> make_stream(Task<Subscription> subscribing, std::shared_ptr<StreamChannel> ch) {
+  Subscription sub = co_await std::move(subscribing);
+  co_return MessageStream(std::move(ch), std::move(sub));
+}
+
+std::shared_ptr<StreamChannel> new_channel(BusCore& core, std::string_view op, std::size_t buffer) {
+  if (buffer == 0) throw InvalidArgument("buffer must be at least 1", ErrorContext{.operation = std::string(op)});
+  core.ensure_open(op);
+  auto ch = std::make_shared<StreamChannel>();
+  ch->loop = core.loop();
+  ch->capacity = buffer;
+  return ch;
+}
+
+void require_manual_ack(std::optional<bool> manual_ack, std::string_view op) {
+  if (manual_ack.has_value() && !*manual_ack) {
+    throw InvalidArgument("manual_ack = false is not supported: the reader of a message stream acks each message",
+                          ErrorContext{.operation = std::string(op)});
+  }
+}
+
+}  // namespace
+}  // namespace detail
+
+MessageStream::~MessageStream() {
+  if (ch_) ch_->end();
+}
+
+Task<ReceivedMessage> MessageStream::next() {
+  if (!ch_) throw InvalidArgument("empty MessageStream (moved from?)", ErrorContext{.operation = "next"});
+  return detail::next_impl(ch_);
+}
+
+Task<void> MessageStream::close() {
+  if (ch_) ch_->end();
+  return sub_.close();
+}
+
+std::size_t MessageStream::buffered() const noexcept { return ch_ ? ch_->buf.size() : 0; }
+
+Task<MessageStream> NatsBus::messages(std::string_view subject, const PushOptions& options, std::size_t buffer) {
+  detail::require_manual_ack(options.manual_ack, "messages");
+  auto ch = detail::new_channel(detail::core_of(core_, "messages"), "messages", buffer);
+  PushOptions o = options;
+  o.manual_ack = true;
+  o.max_concurrency = 1;
+  return detail::make_stream(push_subscribe_erased(subject, std::make_unique<detail::StreamHandler>(ch), o), ch);
+}
+
+Task<MessageStream> NatsBus::pull_messages(std::string_view subject, const PullOptions& options, std::size_t buffer) {
+  detail::require_manual_ack(options.manual_ack, "pull_messages");
+  auto ch = detail::new_channel(detail::core_of(core_, "pull_messages"), "pull_messages", buffer);
+  PullOptions o = options;
+  o.manual_ack = true;
+  o.max_concurrency = 1;
+  return detail::make_stream(pull_subscribe_erased(subject, std::make_unique<detail::StreamHandler>(ch), o), ch);
+}
+
+}  // namespace natbus
