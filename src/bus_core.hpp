@@ -23,6 +23,7 @@
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
 #include "natbus/log.hpp"
+#include "natbus/metrics.hpp"
 #include "ref.hpp"
 #include "sink.hpp"
 #include "util.hpp"
@@ -97,6 +98,16 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] Loop* loop() const noexcept { return loop_; }
   [[nodiscard]] natsConnection* nc() const noexcept { return nc_; }
   [[nodiscard]] Mux& mux() noexcept { return mux_; }
+
+  /// Counters of this bus (loop thread).
+  struct Counters {
+    PublishMetrics publish;
+    std::uint64_t acks = 0, naks = 0, terms = 0, in_progress = 0;
+  };
+  [[nodiscard]] Counters& counters() noexcept { return counters_; }
+  [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
+  [[nodiscard]] const std::vector<SubCore*>& subscriptions() const noexcept { return subs_; }
+  [[nodiscard]] std::size_t publishes_in_flight() const noexcept { return pub_inflight_; }
   /// Throws ClosedError naming `operation` unless the bus is open.
   void ensure_open(std::string_view operation) const;
   /// Like ensure_open, but also allowed while closing (acks of running handlers).
@@ -191,6 +202,7 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   /// Subjects a stream has acknowledged: their publishes take the Mux's fast lane.
   std::unordered_set<std::string, StringHash, std::equal_to<>> stream_subjects_;
   std::vector<SubCore*> subs_;
+  Counters counters_;
   std::vector<PullCore*> pulls_;
   std::size_t handlers_running_ = 0;
   WaitList handlers_idle_;

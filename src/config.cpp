@@ -172,6 +172,13 @@ void validate(const NatsConfig& c) {
   (void)servers;
   if (!c.password.empty() && c.username.empty()) config_error("password", "is set but username is empty");
   if (!c.token.empty() && !c.username.empty()) config_error("token", "cannot be combined with username/password");
+  // cnats 3.4 writes the name into its CONNECT JSON without escaping: a quote or backslash
+  // makes the server drop the connection ("Expected 'PONG'").
+  for (const char ch : c.name) {
+    if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20) {
+      config_error("name", fmt::format("{}: quotes, backslashes and control characters are not allowed", detail::quote(c.name)));
+    }
+  }
   readable_file("credentials_file", c.credentials_file);
   readable_file("tls.ca_file", c.tls.ca_file);
   readable_file("tls.cert_file", c.tls.cert_file);

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <array>
+
 #include "request.hpp"
 #include "util.hpp"
 #include "validate.hpp"
@@ -288,6 +290,27 @@ std::string error_text(const std::exception_ptr& error) {
   return "unknown exception";
 }
 
+/// The delivery count in a $JS.ACK reply subject (v1: 9 tokens, v2: 12 or more), 0 otherwise.
+std::uint64_t delivery_count(std::string_view reply) noexcept {
+  if (!reply.starts_with("$JS.ACK.")) return 0;
+  std::array<std::string_view, 12> tokens{};
+  std::size_t n = 0;
+  std::size_t start = 0;
+  while (n < tokens.size()) {
+    const std::size_t dot = reply.find('.', start);
+    tokens[n++] = reply.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  const std::string_view t = n == 9 ? tokens[4] : n >= 12 ? tokens[6] : std::string_view{};
+  std::uint64_t v = 0;
+  for (char c : t) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
 bool is_poison(const std::exception_ptr& error) {
   if (!error) return false;
   try {
@@ -359,6 +382,8 @@ Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
 
 void SubCore::dispatch(MsgPtr m) {
   auto* impl = new MsgImpl(std::move(m), bus_.get());
+  impl->started = Clock::now();
+  if (const char* reply = natsMsg_GetReply(impl->msg.get()); reply != nullptr && delivery_count(reply) > 1) ++redelivered_;
   ++running_;
   ++delivered_;
   bus_->handler_started();
@@ -367,6 +392,8 @@ void SubCore::dispatch(MsgPtr m) {
 
 void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexcept {
   MsgHold hold(msg);
+  handler_seconds_.observe(std::chrono::duration<double>(Clock::now() - msg->started).count());
+  if (error) ++handler_errors_;
   const bool jetstream =
       natsMsg_GetReply(msg->msg.get()) != nullptr && std::string_view(natsMsg_GetReply(msg->msg.get())).starts_with("$JS.ACK.");
   if (error && is_poison(error)) {

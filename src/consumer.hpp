@@ -84,7 +84,11 @@ class SubCore : public RefCounted, public MsgSink {
   bool manual_ack_ = true;
   int max_concurrency_ = 1;
   std::string dead_letter_subject_;
-  int max_deliver_ = -1;  // as the server has it (read back after ensure_consumer)
+  int max_deliver_ = -1;
+  // Metrics (loop thread).
+  std::uint64_t redelivered_ = 0;
+  std::uint64_t handler_errors_ = 0;
+  Histogram handler_seconds_;  // as the server has it (read back after ensure_consumer)
 
   /// True when `error` (or the handler's own nak) happened on the message's last allowed
   /// delivery and a dead-letter subject is set.

@@ -37,6 +37,7 @@ struct MsgImpl {
   MsgPtr msg;
   BusCore* bus;  // holds a reference
   std::chrono::system_clock::time_point received_at;
+  std::chrono::steady_clock::time_point started{};  // handler start (metrics)
   std::string decoded;
 };
 

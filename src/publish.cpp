@@ -32,6 +32,14 @@ struct PubSlot final : Mux::Waiter {
   void on_reply(MsgPtr reply, natsStatus status) noexcept override;
   void settle() noexcept {
     done = true;
+    auto& c = bus->counters().publish;
+    if (error) {
+      ++c.failed;
+    } else {
+      ++c.acked;
+      if (ack.duplicate) ++c.duplicates;
+    }
+    c.ack_seconds.observe(std::chrono::duration<double>(Clock::now() - sent_at).count());
     bus->publish_settled();
     if (waiter) {
       if (Loop* loop = bus->loop(); loop != nullptr) loop->schedule(std::exchange(waiter, {}));
@@ -65,6 +73,7 @@ struct PubSlot final : Mux::Waiter {
   PubAck ack;
   std::exception_ptr error;
   std::coroutine_handle<> waiter{};
+  Clock::time_point sent_at{};
 };
 
 void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
@@ -225,6 +234,8 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
     auto* slot = new PubSlot(this);
     slot->done = true;
     slot->ack.duplicate = true;
+    ++counters_.publish.acked;
+    ++counters_.publish.duplicates;
     co_return PublishFuture(slot);
   }
   const auto size = msg.wire_size();
@@ -251,6 +262,8 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
     throw;
   }
   ++pub_inflight_;
+  ++counters_.publish.published;
+  slot->sent_at = Clock::now();
   slot->add_ref();  // reference for the future
   co_return PublishFuture(slot);
 }

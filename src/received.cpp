@@ -78,6 +78,21 @@ void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState n
   }
   m.bus->publish_core(natsMsg_GetReply(m.msg.get()), {}, body, op);
   if (new_state != AckState::none) m.state = new_state;
+  auto& c = m.bus->counters();
+  switch (new_state) {
+    case AckState::acked:
+      ++c.acks;
+      break;
+    case AckState::naked:
+      ++c.naks;
+      break;
+    case AckState::termed:
+      ++c.terms;
+      break;
+    case AckState::none:
+      ++c.in_progress;
+      break;
+  }
 }
 
 }  // namespace detail
@@ -328,6 +343,7 @@ Task<void> ReceivedMessage::ack_sync() {
   MsgImpl& m = detail::require(impl_, "ack_sync");
   detail::check_ackable(m, "ack_sync", false);
   m.state = detail::AckState::acked;
+  ++m.bus->counters().acks;
   return ack_sync_impl(detail::Ref<detail::BusCore>(m.bus), natsMsg_GetReply(m.msg.get()), std::string(subject()));
 }
 

@@ -31,6 +31,7 @@
 #include "natbus/config.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
+#include "natbus/metrics.hpp"
 #include "natbus/options.hpp"
 #include "natbus/task.hpp"
 
@@ -492,6 +493,13 @@ class NatsBus {
   Task<void> purge_stream(std::string_view stream);
   Task<ConsumerInfo> consumer_info(std::string_view stream, std::string_view consumer);
   Task<void> delete_consumer(std::string_view stream, std::string_view consumer);
+
+  // ---- metrics ----
+
+  /// Counters and latency histograms: publishing, acknowledgements, and each live subscription.
+  [[nodiscard]] MetricsSnapshot metrics() const;
+  /// metrics() as Prometheus text exposition (serve it on your /metrics endpoint).
+  [[nodiscard]] std::string prometheus_metrics() const { return to_prometheus(metrics()); }
 
   /// Library use.
   [[nodiscard]] detail::BusCore* core() const noexcept { return core_; }

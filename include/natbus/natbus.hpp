@@ -7,6 +7,7 @@
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/message.hpp"
+#include "natbus/metrics.hpp"
 #include "natbus/options.hpp"
 #include "natbus/task.hpp"
 #include "natbus/version.hpp"

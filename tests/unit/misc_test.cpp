@@ -5,6 +5,7 @@
 #include <set>
 
 #include "gzip.hpp"
+#include "natbus/bus.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/version.hpp"
@@ -142,4 +143,33 @@ TEST(Util, Iso8601Milliseconds) {
 TEST(Version, Strings) {
   EXPECT_STREQ(natbus::version(), natbus::kVersion);
   EXPECT_TRUE(std::regex_match(std::string(natbus::cnats_version()), std::regex(R"(^\d+\.\d+\.\d+.*$)"))) << natbus::cnats_version();
+}
+
+TEST(Metrics, PrometheusTextEscapesLabelValuesAndCountsBuckets) {
+  natbus::MetricsSnapshot s;
+  s.name = "svc";
+  natbus::SubscriptionMetrics m;
+  m.subject = "a\"b\\c\nd";
+  m.handler_seconds.observe(0.0002);
+  m.handler_seconds.observe(0.003);
+  m.handler_seconds.observe(10);
+  s.subscriptions.push_back(m);
+  const std::string text = natbus::to_prometheus(s);
+  EXPECT_NE(text.find(R"(subject="a\"b\\c\nd")"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(le="0.00025"} 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(le="0.005"} 2)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(le="5"} 2)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(le="+Inf"} 3)"), std::string::npos) << text;
+  EXPECT_EQ(m.handler_seconds.quantile_bound(0.5), 0.005);
+}
+
+TEST(Config, NameThatWouldBreakTheConnectProtocolIsAConfigError) {
+  natbus::NatsConfig c;
+  c.name = "svc \"quoted\"";
+  try {
+    natbus::NatsBus bus{c};
+    ADD_FAILURE() << "accepted";
+  } catch (const natbus::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("name"), std::string::npos) << e.what();
+  }
 }
