@@ -30,15 +30,6 @@ NatsConfig stream_config(const NatsServer& server, const std::string& stream, co
 }
 
 /// Polls `pred` on the loop every 10 ms until it holds or `timeout` passes.
-template <class P>
-Task<bool> eventually(P pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) co_return pred();
-    co_await natbus::sleep(10ms);
-  }
-  co_return true;
-}
 
 Task<void> publish_n(NatsBus& bus, const std::string& subject, int n, int first = 0) {
   for (int i = first; i < first + n; ++i) {

@@ -13,20 +13,6 @@ using natbus::ReceivedMessage;
 using natbus::Task;
 using namespace natbus::testing;
 
-namespace {
-
-template <class F>
-Task<bool> eventually(F done, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    co_await natbus::sleep(10ms);
-  }
-  co_return true;
-}
-
-}  // namespace
-
 TEST(Core, PublishCoreReachesSubscribersAndQueueGroupsSplit) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {

@@ -25,16 +25,6 @@ using namespace natbus::testing;
 
 namespace {
 
-template <class P>
-Task<bool> eventually(P pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) co_return pred();
-    co_await natbus::sleep(10ms);
-  }
-  co_return true;
-}
-
 NatsConfig resilient(const std::string& servers, const std::string& stream, const std::string& subjects) {
   NatsConfig c;
   c.server = servers;

@@ -78,15 +78,6 @@ NatsConfig interop_config(const NatsServer& server) {
 }
 
 /// Waits (bounded) until `done()` holds, letting the loop run.
-template <class F>
-Task<bool> eventually(F done, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    co_await natbus::sleep(10ms);
-  }
-  co_return true;
-}
 
 std::string vector_name(std::string_view subject) { return std::string(subject.substr(subject.rfind('.') + 1)); }
 

@@ -43,16 +43,6 @@ Task<void> publish_mixed(NatsBus& bus) {
   co_await bus.publish_json("typed.orders", second);                                // seq 4
 }
 
-template <class F>
-Task<bool> eventually(F done, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    co_await natbus::sleep(10ms);
-  }
-  co_return true;
-}
-
 Task<bool> settled(NatsBus& bus, const std::string& durable) {
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (std::chrono::steady_clock::now() < deadline) {

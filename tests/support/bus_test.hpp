@@ -26,6 +26,18 @@ inline NatsConfig config_for(const NatsServer& server) {
   return c;
 }
 
+/// Polls `pred` every 10 ms on the loop until it holds or `timeout` passes; returns whether it
+/// holds (checked once more at the deadline).
+template <class P>
+Task<bool> eventually(P pred, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return pred();
+    co_await natbus::sleep(std::chrono::milliseconds(10));
+  }
+  co_return true;
+}
+
 /// Collects every log line natbus emits while alive (and restores the default sink).
 class LogCapture {
  public:
