@@ -11,13 +11,30 @@ cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CX
 targets=(server_list headers gzip puback received)
 cmake --build "$dir" --parallel "${JOBS:-$(nproc)}" --target "${targets[@]/#/fuzz_}"
 mkdir -p "$dir/artifacts"
-for t in "${targets[@]}"; do
-  work="$dir/corpus-$t"
+# The targets run side by side, one per core, to keep CI short.
+fuzz_one() {
+  local t=$1 work="$dir/corpus-$1"
   rm -rf "$work" && mkdir -p "$work"
-  echo "=== fuzz_$t for ${seconds}s"
-  "$dir/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 \
-    -artifact_prefix="$dir/artifacts/$t-" "$work" "$root/fuzz/corpus/$t" 2>"$dir/fuzz_$t.log" \
-    || { tail -50 "$dir/fuzz_$t.log"; echo "fuzz_$t FAILED (input saved under $dir/artifacts)" >&2; exit 1; }
+  if ! "$dir/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 \
+      -artifact_prefix="$dir/artifacts/$t-" "$work" "$root/fuzz/corpus/$t" 2>"$dir/fuzz_$t.log"; then
+    tail -50 "$dir/fuzz_$t.log"
+    echo "fuzz_$t FAILED (input saved under $dir/artifacts)" >&2
+    return 1
+  fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/fuzz_$t.log" | grep -o '[0-9]*$')
   echo "fuzz_$t: $execs executions in ${seconds}s, no crash"
+}
+parallel=${FUZZ_JOBS:-$(nproc)}
+failed=0
+pids=()
+for t in "${targets[@]}"; do
+  echo "=== fuzz_$t for ${seconds}s"
+  fuzz_one "$t" &
+  pids+=($!)
+  if ((${#pids[@]} >= parallel)); then
+    wait "${pids[0]}" || failed=1
+    pids=("${pids[@]:1}")
+  fi
 done
+for p in "${pids[@]}"; do wait "$p" || failed=1; done
+exit "$failed"
