@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "bus_core.hpp"
 #include "loop.hpp"
 #include "support/bus_test.hpp"
 
@@ -216,8 +217,30 @@ TEST(Fault, ClusterLeaderKilledWhilePublishingAndConsuming) {
     auto ps = co_await bus.push_subscribe("r3.*", on_push, {.durable = "r3_push", .max_concurrency = 16});
     auto ls = co_await bus.pull_subscribe("r3.*", on_pull, {.durable = "r3_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
     retried = co_await publish_all(bus, "r3.x", "c", kMessages, published);
-    const bool all =
-        co_await eventually([&] { return killed && push.missing(kMessages, "c") == 0 && pull.missing(kMessages, "c") == 0; }, 120s);
+    const auto complete = [&] { return killed && push.missing(kMessages, "c") == 0 && pull.missing(kMessages, "c") == 0; };
+    bool all = co_await eventually(complete, 90s);
+    if (!all && killed) {
+      // nats-server 2.9 can leave a consumer's pending message undelivered after a leader change
+      // (never redelivered, ack_wait or not; fixed upstream in nats-server#6387, 2.10.25). Seen
+      // here under TSan's slowness. The operator's remedy is a consumer leader step-down; only a
+      // message the server still holds as pending can come back that way, so a message natbus
+      // acked without handling it would still fail the check below.
+      for (const char* durable : {"r3_push", "r3_pull"}) {
+        const auto ci = co_await bus.consumer_info("R3", durable);
+        std::printf("[fault] cluster: %s stalled: ack_pending=%llu pending=%llu redelivered=%llu; stepping its leader down\n", durable,
+                    static_cast<unsigned long long>(ci.num_ack_pending), static_cast<unsigned long long>(ci.num_pending),
+                    static_cast<unsigned long long>(ci.num_redelivered));
+        if (ci.num_ack_pending == 0 && ci.num_pending == 0) continue;
+        natbus::ErrorContext ctx;  // named: GCC 12 destroys aggregate temporaries in co_await twice
+        ctx.operation = "consumer_leader_stepdown";
+        try {
+          co_await bus.core()->js_request(std::string("$JS.API.CONSUMER.LEADER.STEPDOWN.R3.") + durable, "", ctx);
+        } catch (const natbus::Error& e) {
+          std::printf("[fault] cluster: step-down of %s failed: %s\n", durable, e.what());
+        }
+      }
+      all = co_await eventually(complete, 60s);
+    }
     EXPECT_TRUE(all) << "killed=" << killed << " push_missing=" << push.missing(kMessages, "c")
                      << " pull_missing=" << pull.missing(kMessages, "c");
     auto after = co_await bus.stream_info("R3");
