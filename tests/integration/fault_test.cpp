@@ -57,6 +57,18 @@ struct Seen {
     for (const auto& [k, c] : count) d += c - 1;
     return d;
   }
+  /// A handler that records each delivery and acks it; an ack refused while disconnected is
+  /// fine (the message comes again after ack_wait).
+  auto handler() {
+    return [this](ReceivedMessage m) -> Task<void> {
+      ++count[std::string(m.as_text())];
+      if (m.metadata()->num_delivered > 1) ++redeliveries;
+      try {
+        co_await m.ack();
+      } catch (const natbus::ConnectionError&) {
+      }
+    };
+  }
 };
 
 /// Publishes ids prefix0..prefix(n-1) with msg_id = id, retrying every publish whose outcome is
@@ -141,23 +153,8 @@ TEST(Fault, ServerKilledAndRestartedUnderLoadLosesNothing) {
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
     co_await bus.connect();
-    auto on_push = [&](ReceivedMessage m) -> Task<void> {
-      ++push.count[std::string(m.as_text())];
-      if (m.metadata()->num_delivered > 1) ++push.redeliveries;
-      try {
-        co_await m.ack();
-      } catch (const natbus::ConnectionError&) {
-        // Disconnected: not acked, comes again after ack_wait.
-      }
-    };
-    auto on_pull = [&](ReceivedMessage m) -> Task<void> {
-      ++pull.count[std::string(m.as_text())];
-      if (m.metadata()->num_delivered > 1) ++pull.redeliveries;
-      try {
-        co_await m.ack();
-      } catch (const natbus::ConnectionError&) {
-      }
-    };
+    auto on_push = push.handler();
+    auto on_pull = pull.handler();
     auto ps = co_await bus.push_subscribe("fault.*", on_push, {.durable = "fault_push", .max_concurrency = 16});
     auto ls =
         co_await bus.pull_subscribe("fault.*", on_pull, {.durable = "fault_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
@@ -211,20 +208,8 @@ TEST(Fault, ClusterLeaderKilledWhilePublishingAndConsuming) {
       leader = info.leader;
     }
     EXPECT_FALSE(leader.empty());
-    auto on_push = [&](ReceivedMessage m) -> Task<void> {
-      ++push.count[std::string(m.as_text())];
-      try {
-        co_await m.ack();
-      } catch (const natbus::ConnectionError&) {
-      }
-    };
-    auto on_pull = [&](ReceivedMessage m) -> Task<void> {
-      ++pull.count[std::string(m.as_text())];
-      try {
-        co_await m.ack();
-      } catch (const natbus::ConnectionError&) {
-      }
-    };
+    auto on_push = push.handler();
+    auto on_pull = pull.handler();
     auto ps = co_await bus.push_subscribe("r3.*", on_push, {.durable = "r3_push", .max_concurrency = 16});
     auto ls = co_await bus.pull_subscribe("r3.*", on_pull, {.durable = "r3_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
     retried = co_await publish_all(bus, "r3.x", "c", kMessages, published);
