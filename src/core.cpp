@@ -99,23 +99,23 @@ Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::Handl
 }
 
 Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono::milliseconds timeout) {
-  const std::string subject(msg.subject());
   std::function<void(const char*)> build = [&bus, &msg](const char* reply) { bus->publish_core_msg(msg, reply, "request"); };
   detail::ReplyAwaiter awaiter(*bus, std::move(build), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   auto [reply, status] = co_await awaiter;
-  ErrorContext ctx{.operation = "request", .subject = subject};
+  // The error context is built only on the error paths: a request allocates nothing for it.
+  const auto ctx = [&msg] { return ErrorContext{.operation = "request", .subject = std::string(msg.subject())}; };
   switch (status) {
     case NATS_OK:
       break;
     case NATS_TIMEOUT:
-      throw TimeoutError(fmt::format("no reply within {} ms", timeout.count()), std::move(ctx));
+      throw TimeoutError(fmt::format("no reply within {} ms", timeout.count()), ctx());
     case NATS_NO_RESPONDERS:
-      throw NoRespondersError("nobody is subscribed to the subject", std::move(ctx));
+      throw NoRespondersError("nobody is subscribed to the subject", ctx());
     default:
-      throw ClosedError("the connection closed before the reply came", std::move(ctx));
+      throw ClosedError("the connection closed before the reply came", ctx());
   }
   ReceivedMessage answer(new detail::MsgImpl(std::move(reply), bus.get()));
-  if (auto err = answer.header("x-error")) throw RemoteError(std::string(*err), std::move(ctx));
+  if (auto err = answer.header("x-error")) throw RemoteError(std::string(*err), ctx());
   co_return answer;
 }
 
