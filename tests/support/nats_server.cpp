@@ -15,6 +15,7 @@
 #include <nats/nats.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -124,6 +126,10 @@ NatsServer::~NatsServer() {
     stop();
   } catch (...) {
   }
+  if (const char* dbg = std::getenv("NATBUS_TEST_SERVER_DEBUG"); dbg != nullptr && *dbg != '\0') {
+    std::fprintf(stderr, "[harness] kept %s (NATBUS_TEST_SERVER_DEBUG)\n", dir_.c_str());
+    return;
+  }
   remove_tree(dir_);
 }
 
@@ -151,6 +157,12 @@ void NatsServer::write_config() {
   }
   if (!cluster_block_.empty()) f << cluster_block_ << "\n";
   for (const auto& line : opts_.extra_config) f << line << "\n";
+  // Diagnostics: NATBUS_TEST_SERVER_DEBUG=1 (debug) or =trace (debug and protocol trace) makes
+  // the server log why it does what it does; the folder is then kept (see the destructor).
+  if (const char* dbg = std::getenv("NATBUS_TEST_SERVER_DEBUG"); dbg != nullptr && *dbg != '\0') {
+    f << "debug: true\n";
+    if (std::string_view(dbg) == "trace") f << "trace: true\n";
+  }
 }
 
 void NatsServer::start() {
