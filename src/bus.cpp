@@ -56,6 +56,10 @@ std::string BusCore::scrub(std::string text) const {
 
 namespace {
 
+bool wants_tls(const NatsConfig& c, const std::vector<std::string>& servers) {
+  return servers.front().starts_with("tls://") || !c.tls.ca_file.empty() || !c.tls.cert_file.empty() || c.tls.skip_verify;
+}
+
 OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& servers) {
   natsOptions* raw = nullptr;
   check_status(natsOptions_Create(&raw), "natsOptions_Create");
@@ -74,8 +78,7 @@ OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& ser
                         ErrorContext{.operation = "connect"});
     }
   }
-  const bool tls = servers.front().starts_with("tls://") || !c.tls.ca_file.empty() || !c.tls.cert_file.empty() || c.tls.skip_verify;
-  if (tls) {
+  if (wants_tls(c, servers)) {
     check_status(natsOptions_SetSecure(raw, true), "natsOptions_SetSecure");
     if (!c.tls.ca_file.empty()) {
       const natsStatus s = natsOptions_LoadCATrustedCertificates(raw, c.tls.ca_file.c_str());
@@ -120,7 +123,9 @@ struct ConnectResult {
 Task<void> BusCore::open_connection() {
   OptionsPtr opts = make_options(cfg_, servers_);
   io_ = std::make_shared<ConnIo>(*loop_);
-  io_->install(opts.get());
+  // Plain connections get the frame guard (frame_guard.hpp): a reconnect then starts cnats'
+  // parser on a frame boundary. TLS cannot be framed from outside and goes without.
+  io_->install(opts.get(), !wants_tls(cfg_, servers_));
   io_->set_listener(this);
   loop_->add_iteration_hook(io_.get());
   auto job = [opts = std::move(opts), io = io_]() mutable {

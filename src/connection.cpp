@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 
 #include <cstdint>
 #include <unordered_map>
@@ -41,7 +42,8 @@ ConnIo::~ConnIo() {
   }
 }
 
-void ConnIo::install(natsOptions* opts) {
+void ConnIo::install(natsOptions* opts, bool frame_guard) {
+  guard_enabled_ = frame_guard;
   {
     auto& r = registry();
     std::lock_guard lock(r.mu);
@@ -68,6 +70,8 @@ natsStatus ConnIo::attach_cb(void** user_data, void* loop, natsConnection* nc, n
   io->nc_.store(nc);
   io->fd_ = fd;
   io->out_armed_ = false;
+  // Interpose before cnats can read: from here on its descriptor is the guard's socket pair.
+  if (io->guard_enabled_) (void)io->guard_.attach(*io->loop_, fd);
   io->loop_->add_io(fd, EPOLLIN, io);
   io->remote_->wake();  // a reconnect may have queued writes: make the loop look
   return NATS_OK;
@@ -82,6 +86,7 @@ natsStatus ConnIo::read_cb(void* user_data, bool add) {
   } else {
     // cnats closes the socket right after this: stop polling it first.
     io->loop_->del_io(io->fd_);
+    io->guard_.detach();
     io->fd_ = kInvalidSock;
     io->out_armed_ = false;
   }
@@ -100,6 +105,7 @@ natsStatus ConnIo::detach_cb(void* user_data) {
   auto* io = static_cast<ConnIo*>(user_data);
   std::lock_guard lock(io->mu_);
   if (io->loop_ != nullptr && io->fd_ != kInvalidSock) io->loop_->del_io(io->fd_);
+  io->guard_.detach();
   io->fd_ = kInvalidSock;
   io->want_write_.store(false);
   return NATS_OK;
@@ -134,6 +140,7 @@ void ConnIo::on_iteration_end() noexcept {
   natsConnection* nc = nc_.load();
   if (nc == nullptr) return;
   natsConnection_ProcessWriteEvent(nc);
+  if (guard_enabled_) guard_.relay_out();
   if (want_write_.load()) {
     // Partial write: wait for the socket to drain instead of spinning.
     std::lock_guard lock(mu_);
@@ -147,13 +154,49 @@ void ConnIo::on_iteration_end() noexcept {
 void ConnIo::flush_now() noexcept {
   if (abandoned_.load()) return;
   natsConnection* nc = nc_.load();
-  if (nc != nullptr && want_write_.load()) natsConnection_ProcessWriteEvent(nc);
+  if (nc != nullptr && want_write_.load()) {
+    natsConnection_ProcessWriteEvent(nc);
+    if (guard_enabled_) guard_.relay_out();
+  }
+}
+
+void ConnIo::GuardSide::on_io(std::uint32_t events) noexcept {
+  if (io->abandoned_.load()) return;
+  const auto self = io->shared_from_this();  // a handler run from a read may release the bus
+  const bool pending = real_socket ? io->guard_.on_real(events) : io->guard_.on_cnats_side(events);
+  if (pending) io->relay_in();
+}
+
+void ConnIo::relay_in() noexcept {
+  // Whole frames go under cnats' descriptor and cnats reads until it is empty, round after
+  // round, so its parser ends this step on a frame boundary (reads are 64 KiB: one hand-over
+  // can take several). A full pair ends the rounds early; its EPOLLOUT resumes them.
+  for (int round = 0; round < 64 && !abandoned_.load(); ++round) {
+    const bool moved = guard_.hand_over();
+    drain_into_cnats();
+    if (!moved) break;
+  }
+  if (!abandoned_.load() && guard_.settle()) on_io(EPOLLIN);  // the server side ended: cnats reads EOF now
+}
+
+void ConnIo::drain_into_cnats() noexcept {
+  for (int i = 0; i < 1024 && !abandoned_.load(); ++i) {
+    natsSock fd = kInvalidSock;
+    {
+      std::lock_guard lock(mu_);
+      fd = fd_;
+    }
+    int unread = 0;
+    if (fd == kInvalidSock || ::ioctl(fd, FIONREAD, &unread) != 0 || unread <= 0) return;
+    on_io(EPOLLIN);
+  }
 }
 
 void ConnIo::abandon() noexcept {
   std::lock_guard lock(mu_);
   abandoned_.store(true);
   if (loop_ != nullptr && fd_ != kInvalidSock) loop_->del_io(fd_);
+  guard_.detach();
   loop_ = nullptr;
   listener_ = nullptr;
 }

@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "cnats.hpp"
+#include "frame_guard.hpp"
 #include "loop.hpp"
 
 namespace natbus::detail {
@@ -48,8 +49,10 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   ConnIo(const ConnIo&) = delete;
   ConnIo& operator=(const ConnIo&) = delete;
 
-  /// Puts this ConnIo's callbacks and the connection-event callbacks on `opts`.
-  void install(natsOptions* opts);
+  /// Puts this ConnIo's callbacks and the connection-event callbacks on `opts`. With
+  /// `frame_guard`, cnats is handed whole protocol frames only (see frame_guard.hpp); TLS
+  /// connections cannot be framed and go without.
+  void install(natsOptions* opts, bool frame_guard);
 
   // Loop thread.
   void set_listener(ConnListener* l) noexcept { listener_ = l; }
@@ -63,6 +66,10 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   void flush_now() noexcept;
 
  private:
+  /// Frame guard: hands whole frames to cnats and has it read them all (loop thread).
+  void relay_in() noexcept;
+  void drain_into_cnats() noexcept;
+
   static natsStatus attach_cb(void** user_data, void* loop, natsConnection* nc, natsSock fd);
   static natsStatus read_cb(void* user_data, bool add);
   static natsStatus write_cb(void* user_data, bool add);
@@ -75,6 +82,14 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   static void post_event(void* closure, int kind, int status);
   static void event_work(void* a, void* b, bool run) noexcept;
 
+  /// The guard's two descriptors report to these.
+  struct GuardSide final : IoHandler {
+    GuardSide(ConnIo* owner, bool real) noexcept : io(owner), real_socket(real) {}
+    void on_io(std::uint32_t events) noexcept override;
+    ConnIo* io;
+    bool real_socket;
+  };
+
   std::mutex mu_;
   Loop* loop_;  // nullptr once abandoned
   std::shared_ptr<RemoteQueue> remote_;
@@ -85,6 +100,10 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   bool out_armed_ = false;            // loop thread: EPOLLOUT registered after a partial write
   ConnListener* listener_ = nullptr;  // loop thread
   std::uint64_t registry_id_ = 0;     // closure of the connection-event callbacks
+  bool guard_enabled_ = false;
+  GuardSide real_side_{this, true};
+  GuardSide cnats_side_{this, false};
+  FrameGuard guard_{&real_side_, &cnats_side_};
 };
 
 }  // namespace natbus::detail
