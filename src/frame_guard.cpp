@@ -111,8 +111,30 @@ constexpr std::size_t kChunk = std::size_t{64} * 1024;
 
 bool would_block(int err) noexcept { return err == EAGAIN; }  // EWOULDBLOCK == EAGAIN on Linux
 
-void erase_front(std::vector<char>& v, std::size_t n) noexcept { v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n)); }
 }  // namespace
+
+char* RelayBuffer::reserve_tail(std::size_t n) {
+  if (cap_ - tail_ < n) {
+    const std::size_t live = tail_ - head_;
+    if (cap_ - live >= n && head_ > 0) {
+      std::memmove(buf_.get(), buf_.get() + head_, live);  // room enough once compacted
+    } else {
+      const std::size_t cap = std::max(cap_ * 2, live + n);
+      auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+      if (live > 0) std::memcpy(bigger.get(), buf_.get() + head_, live);
+      buf_ = std::move(bigger);
+      cap_ = cap;
+    }
+    head_ = 0;
+    tail_ = live;
+  }
+  return buf_.get() + tail_;
+}
+
+void RelayBuffer::drop_front(std::size_t n) noexcept {
+  head_ += std::min(n, tail_ - head_);
+  if (head_ == tail_) head_ = tail_ = 0;
+}
 
 bool FrameGuard::attach(Loop& loop, int fd) noexcept {
   std::lock_guard lock(mu_);
@@ -159,10 +181,8 @@ void FrameGuard::close_fds() noexcept {
   real_ = outer_ = -1;
   real_events_ = outer_events_ = 0;
   loop_ = nullptr;
-  in_.clear();
-  in_.shrink_to_fit();
-  out_.clear();
-  out_.shrink_to_fit();
+  in_.release();
+  out_.release();
 }
 
 bool FrameGuard::on_real(std::uint32_t events) noexcept {
@@ -201,7 +221,7 @@ bool FrameGuard::hand_over() noexcept {
   for (;;) {
     const ssize_t n = ::send(outer_, in_.data(), scanner_.complete(), MSG_NOSIGNAL);
     if (n > 0) {
-      erase_front(in_, static_cast<std::size_t>(n));
+      in_.drop_front(static_cast<std::size_t>(n));
       scanner_.consumed(static_cast<std::size_t>(n));
       return true;
     }
@@ -222,16 +242,13 @@ bool FrameGuard::settle() noexcept {
 
 void FrameGuard::read_real() noexcept {
   while (!real_eof_ && (in_.size() < kMaxPendingIn || scanner_.complete() == 0)) {
-    const std::size_t old = in_.size();
-    in_.resize(old + kChunk);
-    const ssize_t n = ::recv(real_, in_.data() + old, kChunk, 0);
+    const ssize_t n = ::recv(real_, in_.reserve_tail(kChunk), kChunk, 0);
     if (n > 0) {
-      in_.resize(old + static_cast<std::size_t>(n));
+      in_.commit_tail(static_cast<std::size_t>(n));
       scanner_.scan(in_.data(), in_.size());
       if (static_cast<std::size_t>(n) < kChunk) break;  // drained: epoll says when there is more
       continue;
     }
-    in_.resize(old);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && would_block(errno)) break;
     real_eof_ = true;  // EOF, reset or another error: the server side is gone
@@ -240,15 +257,12 @@ void FrameGuard::read_real() noexcept {
 
 void FrameGuard::read_cnats() noexcept {
   while (!cnats_eof_ && out_.size() < kMaxPendingOut) {
-    const std::size_t old = out_.size();
-    out_.resize(old + kChunk);
-    const ssize_t n = ::recv(outer_, out_.data() + old, kChunk, 0);
+    const ssize_t n = ::recv(outer_, out_.reserve_tail(kChunk), kChunk, 0);
     if (n > 0) {
-      out_.resize(old + static_cast<std::size_t>(n));
+      out_.commit_tail(static_cast<std::size_t>(n));
       if (static_cast<std::size_t>(n) < kChunk) break;
       continue;
     }
-    out_.resize(old);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && would_block(errno)) break;
     cnats_eof_ = true;  // cnats shut its end down: it is closing or reconnecting
@@ -259,7 +273,7 @@ void FrameGuard::push_out() noexcept {
   while (!real_eof_ && !out_.empty()) {
     const ssize_t n = ::send(real_, out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      erase_front(out_, static_cast<std::size_t>(n));
+      out_.drop_front(static_cast<std::size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

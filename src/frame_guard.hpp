@@ -22,8 +22,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
-#include <vector>
 
 #include "loop.hpp"
 
@@ -56,6 +56,28 @@ class FrameScanner {
   std::size_t complete_ = 0;    // end of the last whole frame
   std::size_t need_ = 0;        // payload bytes (with CRLF) still to come
   bool passthrough_ = false;
+};
+
+/// A byte queue for the relay: appends without zero-filling, drops from the front without
+/// moving the rest (the live bytes move to the front only when room runs out at the end).
+class RelayBuffer {
+ public:
+  [[nodiscard]] char* data() noexcept { return buf_.get() + head_; }
+  [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
+  [[nodiscard]] bool empty() const noexcept { return tail_ == head_; }
+  /// Room for at least `n` more bytes at the end; returns where they go.
+  char* reserve_tail(std::size_t n);
+  void commit_tail(std::size_t n) noexcept { tail_ += n; }
+  void drop_front(std::size_t n) noexcept;
+  void clear() noexcept { head_ = tail_ = 0; }
+  void release() noexcept {
+    buf_.reset();
+    cap_ = head_ = tail_ = 0;
+  }
+
+ private:
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0, head_ = 0, tail_ = 0;
 };
 
 /// The relay between cnats' descriptor and the TCP socket (see the file comment).
@@ -106,10 +128,10 @@ class FrameGuard {
   IoHandler* real_side_;
   IoHandler* cnats_side_;
   Loop* loop_ = nullptr;
-  int real_ = -1;          // the TCP socket
-  int outer_ = -1;         // our end of the pair; cnats' descriptor is the other end
-  std::vector<char> in_;   // server -> cnats, not yet forwarded
-  std::vector<char> out_;  // cnats -> server, not yet sent
+  int real_ = -1;    // the TCP socket
+  int outer_ = -1;   // our end of the pair; cnats' descriptor is the other end
+  RelayBuffer in_;   // server -> cnats, not yet forwarded
+  RelayBuffer out_;  // cnats -> server, not yet sent
   FrameScanner scanner_;
   bool real_eof_ = false;   // the server side ended (EOF or error)
   bool cnats_eof_ = false;  // cnats closed its end
