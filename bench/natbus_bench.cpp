@@ -163,10 +163,20 @@ struct Timer {
 
 // NATBUS_BENCH_HEADERS=natbus (default): every message carries natbus' wire contract
 // (content-type, x-trace-id, x-correlation-id, x-sent-at: ~190 bytes the server parses and
-// stores too). =none: bare messages, byte for byte what the peers publish.
-bool bare_messages() {
-  const char* h = std::getenv("NATBUS_BENCH_HEADERS");  // NOLINT(concurrency-mt-unsafe): nothing sets the environment
-  return h != nullptr && std::strcmp(h, "none") == 0;
+// stores too). =trace: the same plus a W3C traceparent (what tracing on costs).
+// =none: bare messages, byte for byte what the peers publish.
+const char* headers_mode() {
+  static const char* mode = [] {
+    const char* h = std::getenv("NATBUS_BENCH_HEADERS");  // NOLINT(concurrency-mt-unsafe): nothing sets the environment
+    if (h != nullptr && std::strcmp(h, "none") == 0) return "none";
+    if (h != nullptr && std::strcmp(h, "trace") == 0) return "trace";
+    return "natbus";
+  }();
+  return mode;
+}
+bool bare_messages() { return std::strcmp(headers_mode(), "none") == 0; }
+natbus::TraceParent traceparent() {
+  return std::strcmp(headers_mode(), "trace") == 0 ? natbus::TraceParent::always : natbus::TraceParent::automatic;
 }
 
 void report(const Timer& t, long n, int size, const char* storage, const std::string& extra) {
@@ -176,7 +186,7 @@ void report(const Timer& t, long n, int size, const char* storage, const std::st
   if (t.srv0 >= 0 && t.srv1 >= 0) line += fmt::format(" srv_cpu={:.2f}", t.srv1 - t.srv0);
   if (t.host0 >= 0 && t.host1 >= 0) line += fmt::format(" host_busy={:.2f}", t.host1 - t.host0);
   if (!extra.empty()) line += " " + extra;
-  line += bare_messages() ? " headers=none" : " headers=natbus";
+  line += fmt::format(" headers={}", headers_mode());
 #ifdef NATBUS_BENCH_NO_ALLOC_HOOKS
   line += fmt::format(" allocs_per_msg=n/a peak_rss_mb={:.1f}", static_cast<double>(peak_rss_kb()) / 1024.0);
 #else
@@ -239,7 +249,7 @@ natbus::Task<void> fresh_stream(natbus::NatsBus& bus, const Args& a) {
 
 natbus::BusMessage make_msg(const Args& a) {
   static const bool bare = bare_messages();
-  return natbus::BusMessage::from_bytes(a.subject, a.payload, {.natbus_headers = !bare});
+  return natbus::BusMessage::from_bytes(a.subject, a.payload, {.traceparent = traceparent(), .natbus_headers = !bare});
 }
 
 natbus::Task<int> bench(Args a) {
@@ -347,7 +357,7 @@ natbus::Task<int> bench(Args a) {
       if (next > std::chrono::steady_clock::now()) co_await natbus::sleep_until(next);
       const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
       std::memcpy(payload.data(), &now, sizeof now);
-      auto msg = natbus::BusMessage::from_bytes(a.subject, payload, {.natbus_headers = !bare_messages()});
+      auto msg = natbus::BusMessage::from_bytes(a.subject, payload, {.traceparent = traceparent(), .natbus_headers = !bare_messages()});
       auto f = co_await bus.publish_async(std::move(msg));
       (void)f;
     }
@@ -365,7 +375,8 @@ natbus::Task<int> bench(Args a) {
     natbus::NatsBus responder{cfg};
     co_await responder.connect();
     auto echo = [&responder](natbus::ReceivedMessage m) -> natbus::Task<void> {
-      auto answer = natbus::BusMessage::from_bytes(m.reply(), m.payload(), {.natbus_headers = !bare_messages()});
+      auto answer =
+          natbus::BusMessage::from_bytes(m.reply(), m.payload(), {.traceparent = traceparent(), .natbus_headers = !bare_messages()});
       co_await responder.publish_core(std::move(answer));
     };
     auto sub = co_await responder.subscribe_core(a.subject, echo);

@@ -592,6 +592,7 @@ BusMessage build_reply(const ReceivedMessage& request, const ReplyOptions& o, st
   mo.compress = o.compress;
   mo.message_type = o.message_type.empty() ? request.message_type() : o.message_type;
   mo.trace_id = request.trace_id();
+  mo.parent = request.trace_context();
   return make(target, mo);
 }
 

@@ -6,6 +6,7 @@
 #include <array>
 
 #include "request.hpp"
+#include "trace.hpp"
 #include "util.hpp"
 #include "validate.hpp"
 
@@ -267,14 +268,36 @@ class MsgHold {
   MsgImpl* m_;
 };
 
+/// Runs the tracing hook `fn` (if set) for the message `impl` holds.
+template <class Fn>
+void call_trace_hook(Fn fn, MsgImpl* impl, const TraceContext& incoming, const std::exception_ptr* error) noexcept {
+  if (fn == nullptr) return;
+  impl->add_ref();
+  const ReceivedMessage view(impl);
+  if constexpr (std::is_invocable_v<Fn, const ReceivedMessage&, const TraceContext&, void*>) {
+    fn(view, incoming, trace_hooks().user);
+  } else {
+    fn(view, incoming, *error, trace_hooks().user);
+  }
+}
+
 Detached run_handler(Ref<SubCore> sub, MsgHold hold) {
   std::exception_ptr error;
+  const TraceHooks& hooks = trace_hooks();
+  const bool traced = hooks.on_handler_start != nullptr || hooks.on_handler_end != nullptr;
+  TraceContext incoming{};
+  if (traced) {
+    hold.get()->add_ref();
+    incoming = ReceivedMessage(hold.get()).trace_context();
+    call_trace_hook(hooks.on_handler_start, hold.get(), incoming, nullptr);
+  }
   try {
     hold.get()->add_ref();
     co_await sub->handler().invoke(ReceivedMessage(hold.get()));
   } catch (...) {
     error = std::current_exception();
   }
+  if (traced) call_trace_hook(hooks.on_handler_end, hold.get(), incoming, &error);
   if (sub->wants_dead_letter(*hold.get(), error)) co_await sub->dead_letter(*hold.get(), error);
   sub->handler_done(hold.release(), error);
 }

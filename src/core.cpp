@@ -65,6 +65,7 @@ Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& bod
   MessageOptions o;
   o.correlation_id = request.correlation_id();
   o.trace_id = request.trace_id();
+  o.parent = request.trace_context();
   o.message_type = request.message_type();
   BusMessage answer = BusMessage::from_json(reply, error.empty() ? body : nlohmann::json(nullptr), o);
   if (!error.empty()) {

@@ -8,6 +8,7 @@
 #include "gzip.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
+#include "trace.hpp"
 #include "util.hpp"
 #include "validate.hpp"
 
@@ -277,6 +278,7 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
     body = compressed;
   }
   std::array<char, detail::kUuidLen> trace{};
+  std::array<char, detail::kTraceparentLen> traceparent{};
   std::array<char, detail::kUuidLen> correlation{};
   std::array<char, detail::kIsoLen> sent_at{};
 
@@ -286,11 +288,31 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
   if (o.natbus_headers) {
     hs.push("content-type", o.content_type.empty() ? default_content_type : o.content_type);
     if (o.compress) hs.push("content-encoding", "gzip");
-    if (!o.trace_id.empty()) {
-      hs.push("x-trace-id", o.trace_id);
-    } else if (o.ensure_trace) {
+    std::string_view trace_id = o.trace_id;
+    if (trace_id.empty() && o.parent.valid()) {
+      const std::string uuid = o.parent.trace_uuid();
+      std::memcpy(trace.data(), uuid.data(), trace.size());
+      trace_id = std::string_view(trace.data(), trace.size());
+    } else if (trace_id.empty() && o.ensure_trace) {
       detail::uuid4_into(trace.data());
-      hs.push("x-trace-id", std::string_view(trace.data(), trace.size()));
+      trace_id = std::string_view(trace.data(), trace.size());
+    }
+    if (!trace_id.empty()) {
+      hs.push("x-trace-id", trace_id);
+      // traceparent: the same trace id, a new span for this message (W3C form exists only for
+      // a UUID-shaped or 32-hex trace id), the parent's flags when it continues a trace.
+      const TraceHooks& hooks = detail::trace_hooks();
+      const bool want = o.traceparent == TraceParent::always ||
+                        (o.traceparent == TraceParent::automatic && (hooks.on_inject != nullptr || hooks.on_handler_start != nullptr ||
+                                                                     hooks.on_handler_end != nullptr || o.parent.has_span()));
+      if (auto out = want ? TraceContext::from_trace_id(trace_id) : std::nullopt) {
+        detail::span_id_into(out->span_id.data());
+        const bool same_trace = o.parent.valid() && o.parent.trace_id == out->trace_id;
+        if (same_trace) out->flags = o.parent.flags;
+        if (hooks.on_inject != nullptr) hooks.on_inject(*out, same_trace ? o.parent : TraceContext{}, subject, hooks.user);
+        detail::traceparent_into(traceparent.data(), *out);
+        hs.push("traceparent", std::string_view(traceparent.data(), traceparent.size()));
+      }
     }
     if (o.correlation_id.empty()) {
       detail::uuid4_into(correlation.data());

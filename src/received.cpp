@@ -111,6 +111,12 @@ ReceivedMessage::~ReceivedMessage() {
   if (impl_ != nullptr) impl_->release();
 }
 
+TraceContext ReceivedMessage::trace_context() const noexcept {
+  if (auto c = TraceContext::from_traceparent(header_or_empty("traceparent"))) return *c;
+  if (auto c = TraceContext::from_trace_id(header_or_empty("x-trace-id"))) return *c;
+  return {};
+}
+
 std::string_view ReceivedMessage::subject() const noexcept {
   if (impl_ == nullptr) return {};
   const char* s = natsMsg_GetSubject(impl_->msg.get());

@@ -42,6 +42,8 @@ void uuid4_into(char* out) noexcept {
   }
 }
 
+std::uint64_t random_u64() noexcept { return rng()(); }
+
 std::string uuid4() {
   std::string out(kUuidLen, '0');
   uuid4_into(out.data());

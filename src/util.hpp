@@ -19,6 +19,8 @@ struct StringHash {
 [[nodiscard]] std::string uuid4();
 /// Writes a UUIDv4 into out[0..36) (no terminator).
 void uuid4_into(char* out) noexcept;
+/// 64 random bits from this thread's generator.
+[[nodiscard]] std::uint64_t random_u64() noexcept;
 inline constexpr std::size_t kUuidLen = 36;
 /// `n` random characters from [0-9A-Za-z].
 [[nodiscard]] std::string random_token(std::size_t n);

@@ -13,6 +13,7 @@
 //                                              {.headers = {{"content-type", "image/jpeg"}}});
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <concepts>
 #include <coroutine>
@@ -40,6 +41,42 @@ struct Header {
   std::string_view value{};
 };
 
+/// W3C trace context (the `traceparent` header, https://www.w3.org/TR/trace-context/): the
+/// trace a message belongs to and the span that sent it. Plain data, trivially copyable.
+struct TraceContext {
+  std::array<char, 32> trace_id{};  ///< lowercase hex; all '\0' when there is no trace
+  std::array<char, 16> span_id{};   ///< lowercase hex of the sending span; all '0' when unknown
+  std::uint8_t flags = 1;           ///< trace-flags (bit 0: sampled)
+
+  [[nodiscard]] bool valid() const noexcept { return trace_id[0] != '\0'; }
+  /// True when the sending span is known (the context came from a traceparent).
+  [[nodiscard]] bool has_span() const noexcept { return valid() && span_id_hex().find_first_not_of('0') != std::string_view::npos; }
+  [[nodiscard]] std::string_view trace_id_hex() const noexcept {
+    return valid() ? std::string_view(trace_id.data(), 32) : std::string_view{};
+  }
+  [[nodiscard]] std::string_view span_id_hex() const noexcept {
+    return valid() ? std::string_view(span_id.data(), 16) : std::string_view{};
+  }
+  /// The trace id as natbus' x-trace-id writes it (UUID-shaped, 8-4-4-4-12); empty if invalid.
+  [[nodiscard]] std::string trace_uuid() const;
+  /// "00-<trace id>-<span id>-<flags>"; empty if invalid.
+  [[nodiscard]] std::string traceparent() const;
+  /// Reads a `traceparent` value; nullopt when it is malformed (W3C: then ignore it).
+  [[nodiscard]] static std::optional<TraceContext> from_traceparent(std::string_view value) noexcept;
+  /// A context from an x-trace-id that is a UUID or 32 hex digits (span unknown); nullopt else.
+  [[nodiscard]] static std::optional<TraceContext> from_trace_id(std::string_view x_trace_id) noexcept;
+};
+
+/// MessageOptions::traceparent.
+enum class TraceParent : std::uint8_t {
+  /// Written when tracing is in use: trace hooks are installed (set_trace_hooks), or the
+  /// message continues a parent that came with a traceparent. Otherwise the message carries
+  /// only the Python library's x-trace-id, byte for byte.
+  automatic,
+  always,
+  never,
+};
+
 /// Options of the BusMessage constructors (Python keyword arguments). Every member is a view or
 /// a scalar: the constructor copies what it needs, so a temporary MessageOptions is always safe.
 /// Headers known only at run time go on the message afterwards (BusMessage::set_header).
@@ -55,11 +92,22 @@ struct MessageOptions {
   std::string_view message_type{};  ///< x-message-type
   bool ensure_trace = true;         ///< write x-trace-id (a new UUIDv4 unless trace_id is given)
   std::string_view trace_id{};      ///< x-trace-id to continue an existing trace
-  std::string_view msg_id{};        ///< Nats-Msg-Id: the server drops duplicates in its window
+  /// Continue this trace (typically `received.trace_context()` inside a handler): x-trace-id
+  /// and traceparent carry its trace id and flags. trace_id, when also given, wins.
+  TraceContext parent{};
+  /// When to write a W3C `traceparent` next to x-trace-id (same trace id, a new span id; only
+  /// when the trace id is a UUID or 32 hex digits, which have a W3C form).
+  TraceParent traceparent = TraceParent::automatic;
+  std::string_view msg_id{};  ///< Nats-Msg-Id: the server drops duplicates in its window
   /// false: write none of natbus' own headers (content-type, x-*), only msg_id and `headers`;
   /// a bare NATS message as other clients send it (a message without any header goes as PUB).
   bool natbus_headers = true;
 };
+
+// GCC 12 destroys an aggregate temporary inside a co_await expression twice; option structs
+// written inline at call sites (`co_await bus.publish(..., {.parent = m.trace_context()})`)
+// are safe only while they have nothing to destroy.
+static_assert(std::is_trivially_destructible_v<TraceContext> && std::is_trivially_destructible_v<MessageOptions>);
 
 /// Byte-like element types accepted by from_bytes().
 template <class T>
@@ -229,6 +277,10 @@ class ReceivedMessage {
   [[nodiscard]] std::string_view content_type() const noexcept { return header_or_empty("content-type"); }
   [[nodiscard]] std::string_view content_encoding() const noexcept { return header_or_empty("content-encoding"); }
   [[nodiscard]] std::string_view trace_id() const noexcept { return header_or_empty("x-trace-id"); }
+  /// The trace this message belongs to: its `traceparent`, else its x-trace-id when that is a
+  /// UUID (span unknown); invalid when it has neither. Pass it as MessageOptions::parent to
+  /// continue the trace in what a handler publishes (replies and serve() do it themselves).
+  [[nodiscard]] TraceContext trace_context() const noexcept;
   [[nodiscard]] std::string_view correlation_id() const noexcept { return header_or_empty("x-correlation-id"); }
   [[nodiscard]] std::string_view sender() const noexcept { return header_or_empty("x-sender"); }
   [[nodiscard]] std::string_view sent_at() const noexcept { return header_or_empty("x-sent-at"); }
@@ -289,5 +341,25 @@ class ReceivedMessage {
   [[noreturn]] void throw_decode_error(const char* what) const;
   detail::MsgImpl* impl_ = nullptr;
 };
+
+/// Hooks for a tracing system (an OpenTelemetry bridge, say) without natbus depending on one.
+/// Plain function pointers and a user pointer: unset hooks cost one test per message. Install
+/// them once, before any bus starts; they run on the thread that builds the message (publish
+/// side) or on the bus' loop thread (handlers), and must not throw.
+struct TraceHooks {
+  /// A message with a traceparent is being built for `subject`; `out` holds the new span id
+  /// natbus chose, `parent` the trace it continues (invalid for a new trace). Set out.span_id
+  /// (and flags) to your producer span's to make the traceparent point at it.
+  void (*on_inject)(TraceContext& out, const TraceContext& parent, std::string_view subject, void* user) = nullptr;
+  /// A subscription handler starts with `msg`, whose trace is `incoming` (maybe invalid).
+  void (*on_handler_start)(const ReceivedMessage& msg, const TraceContext& incoming, void* user) = nullptr;
+  /// That handler ended; `error` is what it threw (null on success).
+  void (*on_handler_end)(const ReceivedMessage& msg, const TraceContext& incoming, const std::exception_ptr& error, void* user) = nullptr;
+  void* user = nullptr;
+};
+
+/// Installs (or, with `{}`, removes) the process-wide tracing hooks. Not synchronized with
+/// running buses: call it at startup.
+void set_trace_hooks(const TraceHooks& hooks) noexcept;
 
 }  // namespace natbus

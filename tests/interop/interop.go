@@ -198,6 +198,13 @@ func checkMessage(v vector, msg *nats.Msg, formats map[string]*regexp.Regexp) []
 			problems = append(problems, fmt.Sprintf("missing header %s (names are matched exactly)", name))
 		}
 	}
+	// traceparent carries x-trace-id's trace id (dashes removed).
+	if tp, ok := msg.Header["traceparent"]; ok && len(tp) == 1 && len(tp[0]) == 55 {
+		trace := strings.ReplaceAll(msg.Header.Get("x-trace-id"), "-", "")
+		if tp[0][3:35] != trace {
+			problems = append(problems, fmt.Sprintf("traceparent %q does not carry x-trace-id's trace id %q", tp[0], trace))
+		}
+	}
 	data := msg.Data
 	if v.Gzip {
 		if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {

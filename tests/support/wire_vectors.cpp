@@ -143,6 +143,20 @@ std::vector<std::string> check_written(const json& v, const std::vector<std::pai
     }
     if (found != 1) fails.push_back(fmt::format("{}: present {} times, want once (names are written exactly)", name, found));
   }
+  // traceparent carries x-trace-id's trace id (dashes removed).
+  std::string trace_hex;
+  std::string traceparent;
+  for (const auto& [k, got] : headers) {
+    if (k == "x-trace-id") {
+      for (char c : got) {
+        if (c != '-') trace_hex.push_back(c);
+      }
+    }
+    if (k == "traceparent") traceparent = got;
+  }
+  if (!traceparent.empty() && traceparent.substr(3, 32) != trace_hex) {
+    fails.push_back(fmt::format("traceparent '{}' does not carry x-trace-id's trace id '{}'", traceparent, trace_hex));
+  }
   if (headers.size() != want.size()) {
     std::string all;
     for (const auto& [k, got] : headers) all += k + "=" + got + " ";
