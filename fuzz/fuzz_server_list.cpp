@@ -28,7 +28,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::string password = input.substr(colon + 1, at - colon - 1);
       bool alnum = password.size() >= 6;
       for (char c : password) alnum = alnum && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
-      if (alnum && what.find(password + "@") != std::string::npos) __builtin_trap();  // shown as user info
+      // The same characters may also stand elsewhere in the input, where the message may quote
+      // them (also lowercased, as a bad scheme): only an unambiguous password is checked.
+      auto count = [](const std::string& hay, const std::string& needle) {
+        std::size_t n = 0;
+        for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+        return n;
+      };
+      auto lower = [](std::string t) {
+        for (auto& c : t) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        return t;
+      };
+      const std::string shown = password + "@";
+      const bool unambiguous = count(input, shown) == 1 && count(lower(input), lower(shown)) == 1;
+      if (alnum && unambiguous && what.find(shown) != std::string::npos) __builtin_trap();  // shown as user info
     }
   }
   (void)natbus::redact_url(input);

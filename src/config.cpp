@@ -39,6 +39,8 @@ std::string normalize_server(std::string_view entry, std::string& scheme_out) {
                                          detail::quote(shown), scheme));
     }
     if (scheme != "nats" && scheme != "tls") {
+      // "user:password@host://..." puts credentials where the scheme goes: never show them.
+      if (const auto at = scheme.rfind('@'); at != std::string::npos) scheme.replace(0, at, "***");
       config_error("server", fmt::format("{}: unknown scheme \"{}\" (use nats:// or tls://)", detail::quote(shown), scheme));
     }
   } else if (rest.find(':') != std::string_view::npos && rest.find('/') != std::string_view::npos) {

@@ -85,6 +85,14 @@ TEST(ServerList, ErrorsNeverShowTheUrlPassword) {
   EXPECT_NE(e.find("***@host"), std::string::npos) << e;
 }
 
+TEST(ServerList, CredentialsWhereTheSchemeGoesAreNotShown) {
+  // Found by fuzz_server_list: "user:password@host://..." made the whole prefix the "scheme",
+  // and the unknown-scheme message quoted it.
+  const auto e = config_error("nats-user:s3cretpw@ats://host:4222");
+  EXPECT_EQ(e.find("s3cretpw"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown scheme \"***@ats\""), std::string::npos) << e;
+}
+
 TEST(ServerList, FuzzFoundInputIsRejectedWithoutLeaking) {
   // From fuzz_server_list (its oracle, not natbus, was wrong there): keep the input as a case.
   const std::string input = std::string("na:server: \"***@h:1") + "\x86";
