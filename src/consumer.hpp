@@ -205,6 +205,7 @@ class PullCore final : public SubCore {
   WaitList fetch_queue_;
   ConsumerSpec spec_;
   bool recovering_ = false;
+  int lost_in_a_row_ = 0;  // requests that expired without a word from the server, since the last one that got one
 };
 
 }  // namespace natbus::detail

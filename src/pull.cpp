@@ -12,6 +12,8 @@ namespace natbus::detail {
 namespace {
 
 constexpr auto kLostGrace = std::chrono::milliseconds(2000);
+// Unanswered requests in a row after which the consumer is checked (and recreated if gone).
+constexpr int kLostBeforeRecovery = 4;
 constexpr auto kBackoff = std::chrono::milliseconds(1000);
 
 std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
@@ -223,6 +225,7 @@ void PullCore::pump() noexcept {
       break;  // fetch mode: messages wait in the queue for the next fetch
     }
     if (!next_message(m)) break;
+    lost_in_a_row_ = 0;  // the server answers
     if (is_status(m.get())) {
       on_status(m.get());
       continue;
@@ -277,6 +280,7 @@ void PullCore::watchdog(void* a, void*, bool run) noexcept {
     int queued = 0;
     if (self->sub_ != nullptr) natsSubscription_GetPending(self->sub_, &queued, nullptr);
     const bool busy = queued > 0 || self->running_ > 0;
+    int lost = 0;
     std::erase_if(self->requests_, [&](const Request& r) {
       // A request whose heartbeats stopped (server restart, lost interest) or that outlived its
       // expiry without a 408 is gone: replace it.
@@ -286,9 +290,20 @@ void PullCore::watchdog(void* a, void*, bool run) noexcept {
       if ((hb_lost || expired) && self->fetch_ != nullptr && self->fetch_->request == r.id) self->fetch_->finished = true;
       if (hb_lost || expired) {
         log(LogLevel::debug, "pull_request_lost", {{"durable", self->durable_}, {"request", std::to_string(r.id)}});
+        ++lost;
       }
       return hb_lost || expired;
     });
+    // Requests swallowed without a word, again and again (a consumer deleted with its stream
+    // while requests waited, or a stalled server-side consumer): check and recreate it rather
+    // than keep asking into the void.
+    self->lost_in_a_row_ += lost;
+    if (self->lost_in_a_row_ >= kLostBeforeRecovery && self->handler_) {
+      log(LogLevel::warn, "pull_requests_unanswered",
+          {{"stream", self->stream_}, {"durable", self->durable_}, {"requests", std::to_string(self->lost_in_a_row_)}});
+      self->lost_in_a_row_ = 0;
+      self->recover();
+    }
     if (self->fetch_ != nullptr && self->fetch_->finished && self->bus_->loop() != nullptr) {
       self->fetch_->wake.wake_all(*self->bus_->loop());
     }
