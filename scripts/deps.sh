@@ -3,10 +3,7 @@
 # is missing, and runs `apt-get update` first when it installs anything.
 #   scripts/deps.sh build   what building natbus and running the example needs
 #   scripts/deps.sh test    that, plus what the test suite needs (default)
-#   scripts/deps.sh --list [build|test]   print the package names, one per line (for .ci/run)
 set -euo pipefail
-list_only=0
-if [[ "${1:-}" == "--list" ]]; then list_only=1; shift; fi
 profile=${1:-test}
 build_pkgs=(build-essential cmake ninja-build pkg-config ca-certificates
             libnats-dev nats-server nlohmann-json3-dev libfmt-dev zlib1g-dev libssl-dev)
@@ -14,7 +11,6 @@ test_pkgs=(clang libclang-rt-14-dev libgtest-dev libgmock-dev openssl python3 py
            golang-go golang-github-nats-io-go-nats-dev golang-github-nats-io-jwt-dev clang-format clang-tidy)
 pkgs=("${build_pkgs[@]}")
 [[ "$profile" == "test" ]] && pkgs+=("${test_pkgs[@]}")
-if ((list_only)); then printf '%s\n' "${pkgs[@]}"; exit 0; fi
 
 missing=()
 for p in "${pkgs[@]}"; do
