@@ -290,8 +290,7 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
     if (o.compress) hs.push("content-encoding", "gzip");
     std::string_view trace_id = o.trace_id;
     if (trace_id.empty() && o.parent.valid()) {
-      const std::string uuid = o.parent.trace_uuid();
-      std::memcpy(trace.data(), uuid.data(), trace.size());
+      detail::trace_uuid_into(trace.data(), o.parent);
       trace_id = std::string_view(trace.data(), trace.size());
     } else if (trace_id.empty() && o.ensure_trace) {
       detail::uuid4_into(trace.data());
@@ -301,14 +300,13 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
       hs.push("x-trace-id", trace_id);
       // traceparent: the same trace id, a new span for this message (W3C form exists only for
       // a UUID-shaped or 32-hex trace id), the parent's flags when it continues a trace.
-      const TraceHooks& hooks = detail::trace_hooks();
       const bool want = o.traceparent == TraceParent::always ||
-                        (o.traceparent == TraceParent::automatic && (hooks.on_inject != nullptr || hooks.on_handler_start != nullptr ||
-                                                                     hooks.on_handler_end != nullptr || o.parent.has_span()));
+                        (o.traceparent == TraceParent::automatic && (o.parent.has_span() || detail::tracing_in_use()));
       if (auto out = want ? TraceContext::from_trace_id(trace_id) : std::nullopt) {
         detail::span_id_into(out->span_id.data());
         const bool same_trace = o.parent.valid() && o.parent.trace_id == out->trace_id;
         if (same_trace) out->flags = o.parent.flags;
+        const TraceHooks& hooks = detail::trace_hooks();
         if (hooks.on_inject != nullptr) hooks.on_inject(*out, same_trace ? o.parent : TraceContext{}, subject, hooks.user);
         detail::traceparent_into(traceparent.data(), *out);
         hs.push("traceparent", std::string_view(traceparent.data(), traceparent.size()));

@@ -44,12 +44,8 @@ TraceHooks& hooks_storage() noexcept {
 
 std::string TraceContext::trace_uuid() const {
   if (!valid()) return {};
-  std::string out;
-  out.reserve(36);
-  for (std::size_t i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) out.push_back('-');
-    out.push_back(trace_id[i]);
-  }
+  std::string out(detail::kUuidLen, '-');
+  detail::trace_uuid_into(out.data(), *this);
   return out;
 }
 
@@ -99,6 +95,18 @@ void set_trace_hooks(const TraceHooks& hooks) noexcept { hooks_storage() = hooks
 namespace detail {
 
 const TraceHooks& trace_hooks() noexcept { return hooks_storage(); }
+
+bool tracing_in_use() noexcept {
+  const TraceHooks& h = hooks_storage();
+  return h.on_inject != nullptr || h.on_handler_start != nullptr || h.on_handler_end != nullptr;
+}
+
+void trace_uuid_into(char* out, const TraceContext& c) noexcept {
+  for (std::size_t i = 0, o = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out[o++] = '-';
+    out[o++] = c.trace_id[i];
+  }
+}
 
 void span_id_into(char* out) noexcept {
   std::uint64_t r = 0;
