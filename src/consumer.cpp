@@ -268,28 +268,15 @@ class MsgHold {
   MsgImpl* m_;
 };
 
-/// Runs the tracing hook `fn` (if set) for the message `impl` holds.
-template <class Fn>
-void call_trace_hook(Fn fn, MsgImpl* impl, const TraceContext& incoming, const std::exception_ptr* error) noexcept {
-  if (fn == nullptr) return;
-  impl->add_ref();
-  const ReceivedMessage view(impl);
-  if constexpr (std::is_invocable_v<Fn, const ReceivedMessage&, const TraceContext&, void*>) {
-    fn(view, incoming, trace_hooks().user);
-  } else {
-    fn(view, incoming, *error, trace_hooks().user);
-  }
-}
-
 Detached run_handler(Ref<SubCore> sub, MsgHold hold) {
   std::exception_ptr error;
   const TraceHooks& hooks = trace_hooks();
-  const bool traced = hooks.on_handler_start != nullptr || hooks.on_handler_end != nullptr;
   TraceContext incoming{};
-  if (traced) {
+  if (hooks.on_handler_start != nullptr || hooks.on_handler_end != nullptr) {
     hold.get()->add_ref();
-    incoming = ReceivedMessage(hold.get()).trace_context();
-    call_trace_hook(hooks.on_handler_start, hold.get(), incoming, nullptr);
+    const ReceivedMessage view(hold.get());  // released before the handler runs
+    incoming = view.trace_context();
+    if (hooks.on_handler_start != nullptr) hooks.on_handler_start(view, incoming, hooks.user);
   }
   try {
     hold.get()->add_ref();
@@ -297,7 +284,11 @@ Detached run_handler(Ref<SubCore> sub, MsgHold hold) {
   } catch (...) {
     error = std::current_exception();
   }
-  if (traced) call_trace_hook(hooks.on_handler_end, hold.get(), incoming, &error);
+  if (hooks.on_handler_end != nullptr) {
+    hold.get()->add_ref();
+    const ReceivedMessage view(hold.get());
+    hooks.on_handler_end(view, incoming, error, hooks.user);
+  }
   if (sub->wants_dead_letter(*hold.get(), error)) co_await sub->dead_letter(*hold.get(), error);
   sub->handler_done(hold.release(), error);
 }
