@@ -122,7 +122,7 @@ void ConnIo::on_io(std::uint32_t events) noexcept {
     if (listener_ != nullptr && !abandoned_.load()) listener_->after_read();
   }
   if ((events & EPOLLOUT) != 0 && !abandoned_.load()) {
-    natsConnection_ProcessWriteEvent(nc);
+    write_out(nc);
     std::lock_guard lock(mu_);
     if (!want_write_.load() && out_armed_ && loop_ != nullptr && fd_ != kInvalidSock) {
       loop_->mod_io(fd_, EPOLLIN, this);
@@ -139,8 +139,7 @@ void ConnIo::on_iteration_end() noexcept {
   }
   natsConnection* nc = nc_.load();
   if (nc == nullptr) return;
-  natsConnection_ProcessWriteEvent(nc);
-  if (guard_enabled_) guard_.relay_out();
+  write_out(nc);
   if (want_write_.load()) {
     // Partial write: wait for the socket to drain instead of spinning.
     std::lock_guard lock(mu_);
@@ -154,10 +153,12 @@ void ConnIo::on_iteration_end() noexcept {
 void ConnIo::flush_now() noexcept {
   if (abandoned_.load()) return;
   natsConnection* nc = nc_.load();
-  if (nc != nullptr && want_write_.load()) {
-    natsConnection_ProcessWriteEvent(nc);
-    if (guard_enabled_) guard_.relay_out();
-  }
+  if (nc != nullptr && want_write_.load()) write_out(nc);
+}
+
+void ConnIo::write_out(natsConnection* nc) noexcept {
+  natsConnection_ProcessWriteEvent(nc);
+  if (guard_enabled_) guard_.relay_out();  // on to the server now, not on the next iteration
 }
 
 void ConnIo::GuardSide::on_io(std::uint32_t events) noexcept {

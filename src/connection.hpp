@@ -66,6 +66,8 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   void flush_now() noexcept;
 
  private:
+  /// cnats writes what it buffered (and the frame guard passes it on to the server).
+  void write_out(natsConnection* nc) noexcept;
   /// Frame guard: hands whole frames to cnats and has it read them all (loop thread).
   void relay_in() noexcept;
   void drain_into_cnats() noexcept;
