@@ -33,15 +33,14 @@ bool is_op_start(char c) noexcept {
   }
 }
 
-bool starts_with_nocase(const char* s, std::size_t len, const char* word) noexcept {
-  const std::size_t n = std::strlen(word);
-  if (len < n) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    const char c = s[i];
-    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    if (lower != word[i]) return false;
+/// "MSG" or "HMSG" (any case) followed by a space or tab.
+bool is_msg_line(const char* s, std::size_t len) noexcept {
+  std::size_t i = (len > 0 && (s[0] == 'H' || s[0] == 'h')) ? 1 : 0;
+  for (const char c : {'m', 's', 'g'}) {
+    if (i >= len || (s[i] | 0x20) != c) return false;
+    ++i;
   }
-  return true;
+  return i < len && (s[i] == ' ' || s[i] == '\t');
 }
 
 }  // namespace
@@ -78,10 +77,7 @@ void FrameScanner::scan(const char* buf, std::size_t len) noexcept {
 
 void FrameScanner::end_line(const char* line, std::size_t len) noexcept {
   if (len > 0 && line[len - 1] == '\r') --len;
-  if (!starts_with_nocase(line, len, "msg ") && !starts_with_nocase(line, len, "msg\t") && !starts_with_nocase(line, len, "hmsg ") &&
-      !starts_with_nocase(line, len, "hmsg\t")) {
-    return;  // a control line: complete at its LF
-  }
+  if (!is_msg_line(line, len)) return;  // a control line: complete at its LF
   // The last argument is the byte count of what follows (headers and payload for HMSG).
   std::size_t e = len;
   while (e > 0 && (line[e - 1] == ' ' || line[e - 1] == '\t')) --e;
