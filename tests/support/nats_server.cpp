@@ -33,6 +33,15 @@ namespace natbus::testing {
 
 namespace fs = std::filesystem;
 
+namespace {
+/// NATBUS_TEST_SERVER_DEBUG: "1" (debug log) or "trace" (with every protocol line); the server's
+/// folder is then kept for reading. Empty when unset.
+std::string_view server_debug() {
+  const char* v = std::getenv("NATBUS_TEST_SERVER_DEBUG");  // NOLINT(concurrency-mt-unsafe): nothing sets it
+  return v == nullptr ? std::string_view{} : std::string_view(v);
+}
+}  // namespace
+
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw HarnessError(fmt::format("free_port: socket: {}", std::strerror(errno)));
@@ -126,7 +135,7 @@ NatsServer::~NatsServer() {
     stop();
   } catch (...) {
   }
-  if (const char* dbg = std::getenv("NATBUS_TEST_SERVER_DEBUG"); dbg != nullptr && *dbg != '\0') {
+  if (!server_debug().empty()) {
     std::fprintf(stderr, "[harness] kept %s (NATBUS_TEST_SERVER_DEBUG)\n", dir_.c_str());
     return;
   }
@@ -159,9 +168,9 @@ void NatsServer::write_config() {
   for (const auto& line : opts_.extra_config) f << line << "\n";
   // Diagnostics: NATBUS_TEST_SERVER_DEBUG=1 (debug) or =trace (debug and protocol trace) makes
   // the server log why it does what it does; the folder is then kept (see the destructor).
-  if (const char* dbg = std::getenv("NATBUS_TEST_SERVER_DEBUG"); dbg != nullptr && *dbg != '\0') {
+  if (const std::string_view dbg = server_debug(); !dbg.empty()) {
     f << "debug: true\n";
-    if (std::string_view(dbg) == "trace") f << "trace: true\n";
+    if (dbg == "trace") f << "trace: true\n";
   }
 }
 
