@@ -1,6 +1,7 @@
 // BusCore's lifecycle (connect, events, close) and the public NatsBus / Subscription handles.
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -20,6 +21,8 @@ void replace_all(std::string& s, std::string_view what, std::string_view with) {
   for (auto pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos + with.size())) s.replace(pos, what.size(), with);
 }
 
+bool wants_tls(const NatsConfig& c, const std::vector<std::string>& servers);
+
 }  // namespace
 
 BusCore& core_of(BusCore* core, std::string_view operation) {
@@ -30,12 +33,25 @@ BusCore& core_of(BusCore* core, std::string_view operation) {
 BusCore::BusCore(NatsConfig config) : cfg_(std::move(config)), mux_(*this) {
   validate(cfg_);
   servers_ = parse_server_list(cfg_.server);
+  tls_ = wants_tls(cfg_, servers_);
+  if (!cfg_.no_randomize && servers_.size() > 1) {
+    std::random_device rd;
+    std::mt19937 g(rd());
+    std::shuffle(servers_.begin(), servers_.end(), g);
+  }
 }
 
 BusCore::~BusCore() { close_now(); }
 
 void BusCore::ensure_open(std::string_view operation) const {
   if (state_ == State::open) return;
+  if (state_ == State::reconnecting) {
+    throw ConnectionError("not connected to NATS (reconnecting); retry once the bus is connected again",
+                          ErrorContext{.operation = std::string(operation)});
+  }
+  if (state_ == State::closed && !closed_reason_.empty()) {
+    throw ClosedError(fmt::format("the bus is closed: {}", closed_reason_), ErrorContext{.operation = std::string(operation)});
+  }
   const char* why = state_ == State::idle         ? "the bus is not connected (call connect() first)"
                     : state_ == State::connecting ? "the bus is still connecting"
                     : state_ == State::closing    ? "the bus is closing"
@@ -44,7 +60,10 @@ void BusCore::ensure_open(std::string_view operation) const {
 }
 
 void BusCore::ensure_usable(std::string_view operation) const {
-  if (state_ == State::open || state_ == State::closing || (state_ == State::connecting && nc_ != nullptr)) return;
+  if (nc_ != nullptr && (state_ == State::open || state_ == State::closing || state_ == State::connecting)) return;
+  if (state_ == State::closing) {
+    throw ConnectionError("the connection to NATS was lost while the bus was closing", ErrorContext{.operation = std::string(operation)});
+  }
   ensure_open(operation);
 }
 
@@ -60,7 +79,9 @@ bool wants_tls(const NatsConfig& c, const std::vector<std::string>& servers) {
   return servers.front().starts_with("tls://") || !c.tls.ca_file.empty() || !c.tls.cert_file.empty() || c.tls.skip_verify;
 }
 
-OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& servers) {
+/// Options of one connection attempt. cnats' own reconnect is off: a connection that dies is
+/// closed for good, and the bus' supervisor opens a fresh one (a fresh parser, nats.c#1007).
+OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& servers, bool tls) {
   natsOptions* raw = nullptr;
   check_status(natsOptions_Create(&raw), "natsOptions_Create");
   OptionsPtr opts(raw);
@@ -68,6 +89,7 @@ OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& ser
   urls.reserve(servers.size());
   for (const auto& s : servers) urls.push_back(s.c_str());
   check_status(natsOptions_SetServers(raw, urls.data(), static_cast<int>(urls.size())), "natsOptions_SetServers");
+  check_status(natsOptions_SetNoRandomize(raw, true), "natsOptions_SetNoRandomize");  // the bus orders them
   if (!c.name.empty()) check_status(natsOptions_SetName(raw, c.name.c_str()), "natsOptions_SetName");
   if (!c.username.empty()) check_status(natsOptions_SetUserInfo(raw, c.username.c_str(), c.password.c_str()), "natsOptions_SetUserInfo");
   if (!c.token.empty()) check_status(natsOptions_SetToken(raw, c.token.c_str()), "natsOptions_SetToken");
@@ -78,7 +100,7 @@ OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& ser
                         ErrorContext{.operation = "connect"});
     }
   }
-  if (wants_tls(c, servers)) {
+  if (tls) {
     check_status(natsOptions_SetSecure(raw, true), "natsOptions_SetSecure");
     if (!c.tls.ca_file.empty()) {
       const natsStatus s = natsOptions_LoadCATrustedCertificates(raw, c.tls.ca_file.c_str());
@@ -100,12 +122,9 @@ OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& ser
     }
   }
   check_status(natsOptions_SetTimeout(raw, c.connect_timeout.count()), "natsOptions_SetTimeout");
-  check_status(natsOptions_SetAllowReconnect(raw, true), "natsOptions_SetAllowReconnect");
-  check_status(natsOptions_SetReconnectWait(raw, c.reconnect_time_wait.count()), "natsOptions_SetReconnectWait");
-  check_status(natsOptions_SetMaxReconnect(raw, c.max_reconnect_attempts), "natsOptions_SetMaxReconnect");
+  check_status(natsOptions_SetAllowReconnect(raw, false), "natsOptions_SetAllowReconnect");
   check_status(natsOptions_SetPingInterval(raw, c.ping_interval.count()), "natsOptions_SetPingInterval");
   check_status(natsOptions_SetMaxPingsOut(raw, c.max_pings_out), "natsOptions_SetMaxPingsOut");
-  check_status(natsOptions_SetReconnectBufSize(raw, c.reconnect_buffer_size), "natsOptions_SetReconnectBufSize");
   // Reads of 64 KiB: a batch of small JetStream messages per read event.
   check_status(natsOptions_SetIOBufSize(raw, 64 * 1024), "natsOptions_SetIOBufSize");
   return opts;
@@ -118,17 +137,52 @@ struct ConnectResult {
   std::string text;
 };
 
+/// "nats://user:pw@host:4222" -> "nats://host:4222".
+std::string strip_user_info(std::string_view url) {
+  const auto scheme = url.find("://");
+  const auto start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const auto at = url.find('@', start);
+  if (at == std::string_view::npos) return std::string(url);
+  return std::string(url.substr(0, start)) + std::string(url.substr(at + 1));
+}
+
+/// The connection's last error text, for the disconnect log line.
+std::string last_conn_error(natsConnection* nc) {
+  if (nc == nullptr) return "connection lost";
+  const char* text = nullptr;
+  const natsStatus s = natsConnection_GetLastError(nc, &text);
+  if (s == NATS_OK) return "connection lost";
+  return text != nullptr && *text != '\0' ? std::string(text) : std::string(natsStatus_GetText(s));
+}
+
 }  // namespace
 
-Task<void> BusCore::open_connection() {
-  OptionsPtr opts = make_options(cfg_, servers_);
-  io_ = std::make_shared<ConnIo>(*loop_);
-  // Plain connections get the frame guard (frame_guard.hpp): a reconnect then starts cnats'
-  // parser on a frame boundary. TLS cannot be framed from outside and goes without.
-  io_->install(opts.get(), !wants_tls(cfg_, servers_));
-  io_->set_listener(this);
-  loop_->add_iteration_hook(io_.get());
-  auto job = [opts = std::move(opts), io = io_]() mutable {
+void BusCore::set_state(State s) noexcept {
+  if (state_ == s) return;
+  state_ = s;
+  if (loop_ != nullptr) state_waiters_.wake_all(*loop_);
+}
+
+Task<BusCore::State> BusCore::state_changed(State seen, Clock::time_point deadline) {
+  Ref<BusCore> keep(this);
+  while (state_ == seen && Clock::now() < deadline) co_await WaitUntil(state_waiters_, deadline);
+  co_return state_;
+}
+
+Task<bool> BusCore::wait_connected(Clock::time_point deadline) {
+  Ref<BusCore> keep(this);
+  while (state_ == State::reconnecting && Clock::now() < deadline) co_await WaitUntil(state_waiters_, deadline);
+  co_return state_ == State::open;
+}
+
+Task<BusCore::Dialed> BusCore::dial(std::vector<std::string> urls) {
+  OptionsPtr opts = make_options(cfg_, urls, tls_);
+  auto io = std::make_shared<ConnIo>(*loop_);
+  io->install(opts.get());
+  io->set_listener(this);
+  loop_->add_iteration_hook(io.get());
+  dialing_ = io;  // so that a close while the attempt runs stops it too
+  auto job = [opts = std::move(opts), io]() mutable {
     ConnectResult r;
     r.io = io;
     natsConnection* nc = nullptr;
@@ -139,12 +193,15 @@ Task<void> BusCore::open_connection() {
     return r;
   };
   ConnectResult r = co_await blocking(std::move(job));
+  if (dialing_ == io) dialing_.reset();
   if (r.status != NATS_OK || !r.conn) {
+    discard(Dialed{std::move(r.io), std::move(r.conn)});
     ErrorContext ctx;
     ctx.operation = "connect";
     ctx.nats_status = static_cast<int>(r.status);
     ctx.server_text = scrub(r.text);
-    const std::string where = redact_url(cfg_.server);
+    std::string where;
+    for (const auto& u : urls) where += (where.empty() ? "" : ",") + redact_url(u);
     switch (r.status) {
       case NATS_CONNECTION_AUTH_FAILED:
       case NATS_NOT_PERMITTED:
@@ -162,13 +219,44 @@ Task<void> BusCore::open_connection() {
         throw ConnectionError(fmt::format("no NATS server reachable at {} ({})", where, natsStatus_GetText(r.status)), std::move(ctx));
     }
   }
-  conn_ = std::move(r.conn);
+  co_return Dialed{std::move(r.io), std::move(r.conn)};
+}
+
+void BusCore::adopt(Dialed d) {
+  io_ = std::move(d.io);
+  conn_ = std::move(d.conn);
   nc_ = conn_.get();
+  char url[256] = "";
+  natsConnection_GetConnectedUrl(nc_, url, sizeof url);
+  current_url_ = url;
+  learn_discovered_servers();
+}
+
+void BusCore::discard(Dialed d) noexcept {
+  if (d.io) {
+    d.io->abandon();
+    if (loop_ != nullptr) loop_->remove_iteration_hook(d.io.get());
+  }
+  if (!d.conn) return;
+  // Closing joins cnats threads and may flush: never on the loop.
+  try {
+    loop_->offload([conn = std::move(d.conn), io = std::move(d.io)]() mutable {
+      natsConnection_Close(conn.get());
+      conn.reset();
+    });
+  } catch (...) {
+    // No worker to be had: cnats closes it when the last reference goes, here.
+  }
+}
+
+Task<void> BusCore::open_connection() {
+  Dialed d = co_await dial(servers_);
+  adopt(std::move(d));
 }
 
 Task<void> BusCore::connect() {
   Ref<BusCore> keep(this);
-  if (state_ == State::open) co_return;
+  if (state_ == State::open || state_ == State::reconnecting) co_return;
   if (state_ == State::connecting) {
     throw InvalidArgument("connect() is already running for this bus", ErrorContext{.operation = "connect"});
   }
@@ -179,12 +267,12 @@ Task<void> BusCore::connect() {
     loop_ = &Loop::require("connect");
     loop_->add_shutdown_hook(this);
   }
-  state_ = State::connecting;
+  set_state(State::connecting);
   std::exception_ptr failure;
   try {
     co_await open_connection();
     mux_.start(nc_, cfg_.inbox_prefix);
-    state_ = State::open;
+    set_state(State::open);
     if (cfg_.jetstream) {
       co_await check_jetstream();
       co_await bootstrap_stream();
@@ -194,15 +282,13 @@ Task<void> BusCore::connect() {
   }
   if (failure) {
     teardown_connection();
-    if (state_ != State::closed) state_ = State::idle;
+    if (state_ != State::closed) set_state(State::idle);
     connect_done_.wake_all(*loop_);
     std::rethrow_exception(failure);
   }
   ever_connected_ = true;
-  char url[256] = "";
-  natsConnection_GetConnectedUrl(nc_, url, sizeof url);
   log(LogLevel::info, "nats_connected",
-      {{"url", redact_url(url)},
+      {{"url", redact_url(current_url_)},
        {"name", cfg_.name},
        {"max_payload", std::to_string(max_payload())},
        {"jetstream", cfg_.jetstream ? "true" : "false"}});
@@ -246,44 +332,222 @@ void BusCore::handler_finished() noexcept {
   if (handlers_running_ == 0 && loop_ != nullptr) handlers_idle_.wake_all(*loop_);
 }
 
-void BusCore::on_conn_event(int kind, int status) noexcept {
+// ---- the connection supervisor ----------------------------------------------------------------
+
+void BusCore::on_conn_lost() noexcept { connection_lost(last_conn_error(nc_)); }
+
+void BusCore::on_conn_event(ConnIo* from, int kind, int status) noexcept {
+  if (from != io_.get()) return;  // a connection the bus already left
   switch (kind) {
     case kDisconnected:
-      if (state_ == State::open) log(LogLevel::warn, "nats_disconnected", {{"servers", redact_url(cfg_.server)}, {"name", cfg_.name}});
-      break;
-    case kReconnected: {
-      char url[256] = "";
-      if (nc_ != nullptr) natsConnection_GetConnectedUrl(nc_, url, sizeof url);
-      log(LogLevel::info, "nats_reconnected", {{"url", redact_url(url)}, {"name", cfg_.name}});
-      for (std::size_t i = 0; i < sinks_.size(); ++i) {
-        if (MsgSink* s = sinks_[i]; s != nullptr) s->on_reconnected();
-      }
-      break;
-    }
     case kClosed:
-      if (state_ == State::open) {
-        // cnats gave up (max_reconnect_attempts): the bus cannot be used any more.
-        log(LogLevel::error, "nats_connection_closed",
-            {{"servers", redact_url(cfg_.server)},
-             {"reason", "reconnect attempts exhausted"},
-             {"max_reconnect_attempts", std::to_string(cfg_.max_reconnect_attempts)}});
-        state_ = State::closed;
-        std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
-        for (auto& s : subs) s->stop();
-        mux_.stop(NATS_CONNECTION_CLOSED);
-        if (loop_ != nullptr) closed_waiters_.wake_all(*loop_);
-      }
+      // cnats closed it off the loop (stale connection: PINGs unanswered).
+      connection_lost(last_conn_error(nc_));
       break;
     case kAsyncError:
       log(LogLevel::warn, "nats_async_error", {{"status", natsStatus_GetText(static_cast<natsStatus>(status))}, {"name", cfg_.name}});
       break;
     case kLameDuck:
-      log(LogLevel::warn, "nats_lame_duck", {{"servers", redact_url(cfg_.server)}});
+      log(LogLevel::warn, "nats_lame_duck", {{"url", redact_url(current_url_)}, {"servers", std::to_string(server_pool().size())}});
+      if (state_ == State::open && loop_ != nullptr) loop_->spawn(leave_lame_duck(Ref<BusCore>(this), current_url_));
+      break;
+    case kDiscovered:
+      learn_discovered_servers();
       break;
     default:
       break;
   }
 }
+
+void BusCore::connection_lost(std::string_view why) noexcept {
+  if (state_ != State::open || loop_ == nullptr) return;  // closing: close() goes on without it
+  log(LogLevel::warn, "nats_disconnected", {{"url", redact_url(current_url_)}, {"reason", scrub(std::string(why))}, {"name", cfg_.name}});
+  drop_connection(NATS_CONNECTION_DISCONNECTED);
+  set_state(State::reconnecting);
+  loop_->spawn(supervise(Ref<BusCore>(this)));
+}
+
+void BusCore::drop_connection(natsStatus status) noexcept {
+  // Subscriptions first: each takes what cnats still queues for it (a live connection's
+  // subscription hands it out; that of a closed one has nothing left that was not taken).
+  std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
+  for (auto& s : subs) s->on_disconnected();
+  mux_.drop(status);
+  Dialed old{std::move(io_), std::move(conn_)};
+  nc_ = nullptr;
+  discard(std::move(old));
+}
+
+void BusCore::reestablish() noexcept {
+  try {
+    mux_.resubscribe(nc_);
+  } catch (const std::exception& e) {
+    log(LogLevel::error, "nats_reply_inbox_failed", {{"error", e.what()}});
+  }
+  std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
+  for (auto& s : subs) s->resubscribe(nc_);
+}
+
+std::vector<std::string> BusCore::server_pool() const {
+  std::vector<std::string> pool;
+  std::string current;
+  const std::string lost = strip_user_info(current_url_);
+  auto add = [&](const std::string& url) {
+    const std::string bare = strip_user_info(url);
+    for (const auto& p : pool) {
+      if (strip_user_info(p) == bare) return;
+    }
+    if (bare == lost) {
+      current = url;
+      return;
+    }
+    pool.push_back(url);
+  };
+  for (const auto& s : servers_) add(s);
+  for (const auto& s : discovered_) add(with_user_info(s));
+  if (!current.empty()) pool.push_back(current);  // the one just lost, last
+  return pool;
+}
+
+std::string BusCore::with_user_info(const std::string& url) const {
+  if (url.find('@') != std::string::npos || servers_.empty()) return url;
+  const std::string& first = servers_.front();
+  const auto scheme = first.find("://");
+  const auto start = scheme == std::string::npos ? 0 : scheme + 3;
+  const auto at = first.find('@', start);
+  if (at == std::string::npos) return url;
+  const auto uscheme = url.find("://");
+  const auto ustart = uscheme == std::string::npos ? 0 : uscheme + 3;
+  return url.substr(0, ustart) + first.substr(start, at + 1 - start) + url.substr(ustart);
+}
+
+void BusCore::learn_discovered_servers() noexcept {
+  if (nc_ == nullptr) return;
+  char** list = nullptr;
+  int count = 0;
+  if (natsConnection_GetDiscoveredServers(nc_, &list, &count) != NATS_OK) return;
+  for (int i = 0; i < count; ++i) {
+    const std::string url = list[i];
+    free(list[i]);  // NOLINT(cppcoreguidelines-no-malloc): cnats allocates the list with malloc
+    const std::string bare = strip_user_info(url);
+    const bool known = std::any_of(servers_.begin(), servers_.end(), [&](const std::string& s) { return strip_user_info(s) == bare; }) ||
+                       std::find(discovered_.begin(), discovered_.end(), url) != discovered_.end();
+    if (!known && discovered_.size() < 64) {
+      discovered_.push_back(url);
+      log(LogLevel::info, "nats_server_discovered", {{"url", redact_url(url)}});
+    }
+  }
+  free(static_cast<void*>(list));  // NOLINT(cppcoreguidelines-no-malloc)
+}
+
+std::chrono::milliseconds BusCore::reconnect_delay() {
+  const auto wait = cfg_.reconnect_time_wait;
+  const auto jitter = cfg_.reconnect_jitter.count() >= 0 ? cfg_.reconnect_jitter : std::min(std::chrono::milliseconds(100), wait / 2);
+  if (jitter.count() <= 0) return wait;
+  // splitmix64: spreading clients apart needs no cryptographic quality.
+  if (rng_state_ == 0) rng_state_ = static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) | 1U;
+  std::uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31U;
+  return wait + std::chrono::milliseconds(static_cast<std::int64_t>(z % static_cast<std::uint64_t>(jitter.count() + 1)));
+}
+
+Task<void> BusCore::supervise(Ref<BusCore> self) {
+  BusCore& b = *self;
+  const auto lost_at = Clock::now();
+  int rounds = 0;
+  int attempts = 0;
+  std::string last_error;
+  while (b.state_ == State::reconnecting) {
+    const std::vector<std::string> pool = b.server_pool();
+    for (const std::string& url : pool) {
+      if (b.state_ != State::reconnecting) co_return;
+      ++attempts;
+      std::vector<std::string> one;
+      one.push_back(url);
+      bool adopted = false;
+      try {
+        Dialed d = co_await b.dial(std::move(one));
+        if (b.state_ != State::reconnecting) {
+          b.discard(std::move(d));
+          co_return;
+        }
+        b.adopt(std::move(d));
+        adopted = true;
+      } catch (const std::exception& e) {
+        last_error = e.what();
+      }
+      if (!adopted) {
+        if (b.state_ != State::reconnecting) co_return;
+        log(LogLevel::debug, "nats_reconnect_failed", {{"url", redact_url(url)}, {"attempt", std::to_string(attempts)}, {"error", last_error}});
+        continue;
+      }
+      b.set_state(State::open);
+      ++b.reconnects_;
+      b.reestablish();
+      log(LogLevel::info, "nats_reconnected",
+          {{"url", redact_url(b.current_url_)},
+           {"name", b.cfg_.name},
+           {"attempts", std::to_string(attempts)},
+           {"took_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - lost_at).count())}});
+      b.after_read();  // messages held over from the old connection start now
+      co_return;
+    }
+    ++rounds;
+    if (b.cfg_.max_reconnect_attempts >= 0 && rounds >= b.cfg_.max_reconnect_attempts) {
+      b.give_up(fmt::format("gave up reconnecting after {} attempts over {} ms (max_reconnect_attempts {}); last error: {}", attempts,
+                            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - lost_at).count(),
+                            b.cfg_.max_reconnect_attempts, last_error));
+      co_return;
+    }
+    const auto deadline = Clock::now() + b.reconnect_delay();
+    while (b.state_ == State::reconnecting && Clock::now() < deadline) co_await WaitUntil(b.state_waiters_, deadline);
+  }
+}
+
+Task<void> BusCore::leave_lame_duck(Ref<BusCore> self, std::string from) {
+  // The server will go away: move to another one before it does, while this one still works.
+  BusCore& b = *self;
+  const std::vector<std::string> pool = b.server_pool();
+  for (const std::string& url : pool) {
+    if (strip_user_info(url) == strip_user_info(from)) continue;
+    std::vector<std::string> one;
+    one.push_back(url);
+    try {
+      Dialed d = co_await b.dial(std::move(one));
+      if (b.state_ != State::open || b.current_url_ != from) {
+        b.discard(std::move(d));  // closed, or already moved on (the old one went first)
+        co_return;
+      }
+      log(LogLevel::info, "nats_lame_duck_leaving", {{"from", redact_url(from)}});
+      b.after_read();  // take what the old connection already delivered
+      b.drop_connection(NATS_CONNECTION_DISCONNECTED);
+      b.adopt(std::move(d));
+      ++b.reconnects_;
+      b.reestablish();
+      log(LogLevel::info, "nats_reconnected", {{"url", redact_url(b.current_url_)}, {"name", b.cfg_.name}, {"reason", "lame duck"}});
+      b.after_read();
+      co_return;
+    } catch (const std::exception& e) {
+      log(LogLevel::warn, "nats_lame_duck_no_alternative", {{"url", redact_url(url)}, {"error", e.what()}});
+    }
+    if (b.state_ != State::open) co_return;
+  }
+}
+
+void BusCore::give_up(std::string reason) noexcept {
+  closed_reason_ = std::move(reason);
+  log(LogLevel::error, "nats_connection_closed",
+      {{"servers", redact_url(cfg_.server)},
+       {"reason", closed_reason_},
+       {"max_reconnect_attempts", std::to_string(cfg_.max_reconnect_attempts)}});
+  set_state(State::closed);
+  teardown_connection();
+  if (loop_ != nullptr) closed_waiters_.wake_all(*loop_);
+}
+
+// ---- plain publishing ----------------------------------------------------------------------
 
 void BusCore::publish_core(std::string_view subject, std::string_view reply, std::string_view data, std::string_view op) {
   ensure_usable(op);
@@ -320,6 +584,11 @@ void BusCore::teardown_connection() noexcept {
   std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
   for (auto& s : subs) s->stop();
   mux_.stop(NATS_CONNECTION_CLOSED);
+  if (dialing_) {
+    dialing_->abandon();
+    if (loop_ != nullptr) loop_->remove_iteration_hook(dialing_.get());
+    dialing_.reset();
+  }
   if (io_) {
     io_->flush_now();
     io_->abandon();
@@ -331,9 +600,10 @@ void BusCore::teardown_connection() noexcept {
 }
 
 void BusCore::close_now() noexcept {
-  if (state_ == State::closed && !conn_ && !io_) return;
-  if (state_ == State::open || state_ == State::closing) log(LogLevel::info, "bus_closed", {{"name", cfg_.name}, {"mode", "immediate"}});
-  state_ = State::closed;
+  if (state_ == State::closed && !conn_ && !io_ && !dialing_) return;
+  if (state_ == State::open || state_ == State::closing || state_ == State::reconnecting)
+    log(LogLevel::info, "bus_closed", {{"name", cfg_.name}, {"mode", "immediate"}});
+  set_state(State::closed);
   teardown_connection();
   io_.reset();
   if (loop_ != nullptr) {
@@ -364,7 +634,7 @@ Task<void> BusCore::close() {
   Ref<BusCore> keep(this);
   while (state_ == State::connecting) co_await WaitOn(connect_done_);
   if (state_ == State::idle) {
-    state_ = State::closed;
+    set_state(State::closed);
     co_return;
   }
   if (state_ == State::closed) {
@@ -375,7 +645,8 @@ Task<void> BusCore::close() {
     while (state_ != State::closed) co_await WaitOn(closed_waiters_);
     co_return;
   }
-  state_ = State::closing;
+  // Reconnecting: close without a connection (the supervisor sees the state and stops).
+  set_state(State::closing);
   const auto started = Clock::now();
   const auto deadline = started + cfg_.drain_timeout;
   log(LogLevel::info, "bus_closing",
@@ -439,15 +710,20 @@ Task<void> BusCore::close() {
       io_->abandon();
       loop_->remove_iteration_hook(io_.get());
     }
+    if (dialing_) {
+      dialing_->abandon();
+      loop_->remove_iteration_hook(dialing_.get());
+      dialing_.reset();
+    }
     conn_.reset();
     nc_ = nullptr;
     auto destroy = [h = std::move(hold)]() mutable {
-      natsConnection_Close(h.conn.get());
+      if (h.conn) natsConnection_Close(h.conn.get());
       h.conn.reset();
     };
     co_await blocking(std::move(destroy));
     io_.reset();
-    state_ = State::closed;
+    set_state(State::closed);
     loop_->remove_shutdown_hook(this);
     log(LogLevel::info, "bus_closed",
         {{"name", cfg_.name},
@@ -533,11 +809,55 @@ ConnectionStatus NatsBus::status() const noexcept {
       return ConnectionStatus::closing;
     case BusCore::State::closed:
       return ConnectionStatus::closed;
+    case BusCore::State::reconnecting:
+      return ConnectionStatus::reconnecting;
     case BusCore::State::open:
       break;
   }
-  return natsConnection_Status(core_->nc()) == NATS_CONN_STATUS_CONNECTED ? ConnectionStatus::connected : ConnectionStatus::reconnecting;
+  return ConnectionStatus::connected;
 }
+
+namespace {
+ConnectionStatus to_status(BusCore::State s) noexcept {
+  switch (s) {
+    case BusCore::State::idle:
+      return ConnectionStatus::idle;
+    case BusCore::State::connecting:
+      return ConnectionStatus::connecting;
+    case BusCore::State::open:
+      return ConnectionStatus::connected;
+    case BusCore::State::reconnecting:
+      return ConnectionStatus::reconnecting;
+    case BusCore::State::closing:
+      return ConnectionStatus::closing;
+    case BusCore::State::closed:
+      break;
+  }
+  return ConnectionStatus::closed;
+}
+
+Task<ConnectionStatus> status_changed_impl(Ref<BusCore> bus, ConnectionStatus seen, detail::Clock::time_point deadline) {
+  // States that look the same from outside (none today) would wake without a change: loop.
+  while (to_status(bus->state()) == seen && detail::Clock::now() < deadline) {
+    const BusCore::State now = bus->state();
+    co_await bus->state_changed(now, deadline);
+  }
+  co_return to_status(bus->state());
+}
+}  // namespace
+
+Task<ConnectionStatus> NatsBus::status_changed(ConnectionStatus seen, std::chrono::milliseconds timeout) {
+  if (timeout.count() < 0) {
+    throw InvalidArgument(fmt::format("timeout must not be negative, got {} ms", timeout.count()),
+                          ErrorContext{.operation = "status_changed"});
+  }
+  BusCore& core = core_of(core_, "status_changed");
+  return status_changed_impl(Ref<BusCore>(&core), seen, detail::saturating_deadline(timeout));
+}
+
+std::string_view NatsBus::closed_reason() const noexcept { return core_ != nullptr ? std::string_view(core_->closed_reason()) : std::string_view{}; }
+
+std::uint64_t NatsBus::reconnects() const noexcept { return core_ != nullptr ? core_->reconnects() : 0; }
 
 const NatsConfig& NatsBus::config() const noexcept {
   static const NatsConfig empty{};

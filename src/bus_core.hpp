@@ -83,7 +83,8 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   explicit BusCore(NatsConfig config);
   ~BusCore() override;
 
-  enum class State { idle, connecting, open, closing, closed };
+  /// reconnecting: the connection was lost and the supervisor opens a fresh one.
+  enum class State { idle, connecting, open, reconnecting, closing, closed };
 
   // ---- lifecycle ----
   Task<void> connect();
@@ -95,6 +96,15 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] const NatsConfig& config() const noexcept { return cfg_; }
   [[nodiscard]] State state() const noexcept { return state_; }
   [[nodiscard]] bool is_open() const noexcept { return state_ == State::open; }
+  /// A connection is there to write on (open, or closing with the connection still up).
+  [[nodiscard]] bool has_connection() const noexcept { return nc_ != nullptr && (state_ == State::open || state_ == State::closing); }
+  /// While reconnecting: waits until the bus is open again, closed, or `deadline`. True when open.
+  Task<bool> wait_connected(Clock::time_point deadline);
+  /// Completes when the state differs from `seen`, or at `deadline`; returns the state then.
+  Task<State> state_changed(State seen, Clock::time_point deadline);
+  /// Why the bus ended by itself (reconnect attempts exhausted); empty otherwise.
+  [[nodiscard]] const std::string& closed_reason() const noexcept { return closed_reason_; }
+  [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
   [[nodiscard]] Loop* loop() const noexcept { return loop_; }
   [[nodiscard]] natsConnection* nc() const noexcept { return nc_; }
   [[nodiscard]] Mux& mux() noexcept { return mux_; }
@@ -115,7 +125,8 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
 
   // ---- ConnListener ----
   void after_read() noexcept override;
-  void on_conn_event(int kind, int status) noexcept override;
+  void on_conn_lost() noexcept override;
+  void on_conn_event(ConnIo* from, int kind, int status) noexcept override;
 
   // ---- sinks and subscriptions ----
   void add_sink(MsgSink* s) { sinks_.push_back(s); }
@@ -178,10 +189,40 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] std::int64_t max_payload() const noexcept;
 
  private:
+  /// One fresh connection: a new ConnIo and natsConnection (a new cnats parser) to `urls`,
+  /// opened on a worker. Throws the mapped connect error.
+  struct Dialed {
+    std::shared_ptr<ConnIo> io;
+    std::shared_ptr<natsConnection> conn;
+  };
+  Task<Dialed> dial(std::vector<std::string> urls);
+  /// Makes `d` the bus' connection (loop thread).
+  void adopt(Dialed d);
+  /// Lets go of a connection: stops its I/O and destroys it on a worker.
+  void discard(Dialed d) noexcept;
   Task<void> open_connection();
   Task<void> check_jetstream();
   Task<void> bootstrap_stream();
   void teardown_connection() noexcept;
+  void set_state(State s) noexcept;
+  /// The connection is gone (or being left, `why`): drop everything tied to it and let the
+  /// supervisor open a fresh one.
+  void connection_lost(std::string_view why) noexcept;
+  /// Drops what lives on the current connection; outstanding requests fail with `status`.
+  void drop_connection(natsStatus status) noexcept;
+  /// Re-establishes every subscription and the reply inbox on the (new) current connection.
+  void reestablish() noexcept;
+  static Task<void> supervise(Ref<BusCore> self);
+  static Task<void> leave_lame_duck(Ref<BusCore> self, std::string from);
+  /// Servers to try, in order: configured ones (shuffled once unless no_randomize), then
+  /// discovered ones, the one just lost last.
+  [[nodiscard]] std::vector<std::string> server_pool() const;
+  void learn_discovered_servers() noexcept;
+  /// The given server, with the configured URL's user info when it has none.
+  [[nodiscard]] std::string with_user_info(const std::string& url) const;
+  [[nodiscard]] std::chrono::milliseconds reconnect_delay();
+  /// Gives up for good: every consumer ends with `reason`.
+  void give_up(std::string reason) noexcept;
   /// `text` with the password and token replaced by "***".
   [[nodiscard]] std::string scrub(std::string text) const;
 
@@ -189,12 +230,20 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   friend class PublishWindow;
 
   NatsConfig cfg_;
-  std::vector<std::string> servers_;
+  std::vector<std::string> servers_;     // configured, in the order tried
+  std::vector<std::string> discovered_;  // announced by the cluster (connect_urls)
+  std::string current_url_;              // the server of the current (or last) connection
+  bool tls_ = false;                     // every connection uses TLS
+  std::string closed_reason_;
+  std::uint64_t reconnects_ = 0;
+  std::uint64_t rng_state_ = 0;
+  WaitList state_waiters_;  // state_changed(), wait_connected(), the supervisor's waits
   State state_ = State::idle;
   Loop* loop_ = nullptr;
   natsConnection* nc_ = nullptr;          // conn_.get(), cached
   std::shared_ptr<natsConnection> conn_;  // shared with worker jobs that use it
   std::shared_ptr<ConnIo> io_;
+  std::shared_ptr<ConnIo> dialing_;  // the connection attempt in progress, if any
   std::vector<MsgSink*> sinks_;
   bool sinks_dirty_ = false;
   int pumping_sinks_ = 0;

@@ -186,7 +186,11 @@ void validate(const NatsConfig& c) {
   readable_file("tls.cert_file", c.tls.cert_file);
   readable_file("tls.key_file", c.tls.key_file);
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) config_error("tls", "cert_file and key_file go together");
-  non_negative("reconnect_time_wait", c.reconnect_time_wait);
+  positive("reconnect_time_wait", c.reconnect_time_wait);
+  if (c.reconnect_jitter.count() < -1 || c.reconnect_jitter > c.reconnect_time_wait) {
+    config_error("reconnect_jitter", fmt::format("must be -1 (automatic) or between 0 and reconnect_time_wait ({} ms), got {} ms",
+                                                 c.reconnect_time_wait.count(), c.reconnect_jitter.count()));
+  }
   if (c.max_reconnect_attempts < -1)
     config_error("max_reconnect_attempts", fmt::format("must be -1 (forever) or >= 0, got {}", c.max_reconnect_attempts));
   if (c.stream_create || c.stream_update_subjects) {

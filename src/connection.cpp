@@ -1,7 +1,6 @@
 #include "connection.hpp"
 
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 
 #include <cstdint>
 #include <unordered_map>
@@ -42,8 +41,7 @@ ConnIo::~ConnIo() {
   }
 }
 
-void ConnIo::install(natsOptions* opts, bool frame_guard) {
-  guard_enabled_ = frame_guard;
+void ConnIo::install(natsOptions* opts) {
   {
     auto& r = registry();
     std::lock_guard lock(r.mu);
@@ -56,7 +54,7 @@ void ConnIo::install(natsOptions* opts, bool frame_guard) {
   // wait: a write request then only flags this ConnIo, and on_iteration_end() writes.
   check_status(natsOptions_SetSendAsap(opts, true), "natsOptions_SetSendAsap");
   check_status(natsOptions_SetDisconnectedCB(opts, &disconnected_cb, closure), "natsOptions_SetDisconnectedCB");
-  check_status(natsOptions_SetReconnectedCB(opts, &reconnected_cb, closure), "natsOptions_SetReconnectedCB");
+  check_status(natsOptions_SetDiscoveredServersCB(opts, &discovered_cb, closure), "natsOptions_SetDiscoveredServersCB");
   check_status(natsOptions_SetClosedCB(opts, &closed_cb, closure), "natsOptions_SetClosedCB");
   check_status(natsOptions_SetLameDuckModeCB(opts, &lame_duck_cb, closure), "natsOptions_SetLameDuckModeCB");
   check_status(natsOptions_SetErrorHandler(opts, &error_cb, closure), "natsOptions_SetErrorHandler");
@@ -70,8 +68,6 @@ natsStatus ConnIo::attach_cb(void** user_data, void* loop, natsConnection* nc, n
   io->nc_.store(nc);
   io->fd_ = fd;
   io->out_armed_ = false;
-  // Interpose before cnats can read: from here on its descriptor is the guard's socket pair.
-  if (io->guard_enabled_) (void)io->guard_.attach(*io->loop_, fd);
   io->loop_->add_io(fd, EPOLLIN, io);
   io->remote_->wake();  // a reconnect may have queued writes: make the loop look
   return NATS_OK;
@@ -86,7 +82,6 @@ natsStatus ConnIo::read_cb(void* user_data, bool add) {
   } else {
     // cnats closes the socket right after this: stop polling it first.
     io->loop_->del_io(io->fd_);
-    io->guard_.detach();
     io->fd_ = kInvalidSock;
     io->out_armed_ = false;
   }
@@ -105,7 +100,6 @@ natsStatus ConnIo::detach_cb(void* user_data) {
   auto* io = static_cast<ConnIo*>(user_data);
   std::lock_guard lock(io->mu_);
   if (io->loop_ != nullptr && io->fd_ != kInvalidSock) io->loop_->del_io(io->fd_);
-  io->guard_.detach();
   io->fd_ = kInvalidSock;
   io->want_write_.store(false);
   return NATS_OK;
@@ -119,10 +113,14 @@ void ConnIo::on_io(std::uint32_t events) noexcept {
   if (nc == nullptr) return;
   if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
     natsConnection_ProcessReadEvent(nc);
+    // Messages parsed before a failed read are taken off their subscriptions first: a closed
+    // cnats subscription no longer hands out what it queued.
     if (listener_ != nullptr && !abandoned_.load()) listener_->after_read();
+    check_closed(nc);
   }
   if ((events & EPOLLOUT) != 0 && !abandoned_.load()) {
     write_out(nc);
+    check_closed(nc);
     std::lock_guard lock(mu_);
     if (!want_write_.load() && out_armed_ && loop_ != nullptr && fd_ != kInvalidSock) {
       loop_->mod_io(fd_, EPOLLIN, this);
@@ -140,6 +138,8 @@ void ConnIo::on_iteration_end() noexcept {
   natsConnection* nc = nc_.load();
   if (nc == nullptr) return;
   write_out(nc);
+  check_closed(nc);
+  if (abandoned_.load()) return;
   if (want_write_.load()) {
     // Partial write: wait for the socket to drain instead of spinning.
     std::lock_guard lock(mu_);
@@ -156,48 +156,19 @@ void ConnIo::flush_now() noexcept {
   if (nc != nullptr && want_write_.load()) write_out(nc);
 }
 
-void ConnIo::write_out(natsConnection* nc) noexcept {
-  natsConnection_ProcessWriteEvent(nc);
-  if (guard_enabled_) guard_.relay_out();  // on to the server now, not on the next iteration
-}
+void ConnIo::write_out(natsConnection* nc) noexcept { natsConnection_ProcessWriteEvent(nc); }
 
-void ConnIo::GuardSide::on_io(std::uint32_t events) noexcept {
-  if (io->abandoned_.load()) return;
-  const auto self = io->shared_from_this();  // a handler run from a read may release the bus
-  const bool pending = real_socket ? io->guard_.on_real(events) : io->guard_.on_cnats_side(events);
-  if (pending) io->relay_in();
-}
-
-void ConnIo::relay_in() noexcept {
-  // Whole frames go under cnats' descriptor and cnats reads until it is empty, round after
-  // round, so its parser ends this step on a frame boundary (reads are 64 KiB: one hand-over
-  // can take several). A full pair ends the rounds early; its EPOLLOUT resumes them.
-  for (int round = 0; round < 64 && !abandoned_.load(); ++round) {
-    const bool moved = guard_.hand_over();
-    drain_into_cnats();
-    if (!moved) break;
-  }
-  if (!abandoned_.load() && guard_.settle()) on_io(EPOLLIN);  // the server side ended: cnats reads EOF now
-}
-
-void ConnIo::drain_into_cnats() noexcept {
-  for (int i = 0; i < 1024 && !abandoned_.load(); ++i) {
-    natsSock fd = kInvalidSock;
-    {
-      std::lock_guard lock(mu_);
-      fd = fd_;
-    }
-    int unread = 0;
-    if (fd == kInvalidSock || ::ioctl(fd, FIONREAD, &unread) != 0 || unread <= 0) return;
-    on_io(EPOLLIN);
-  }
+void ConnIo::check_closed(natsConnection* nc) noexcept {
+  if (lost_told_ || abandoned_.load() || listener_ == nullptr || !natsConnection_IsClosed(nc)) return;
+  lost_told_ = true;
+  const auto self = shared_from_this();  // the listener lets go of this ConnIo
+  listener_->on_conn_lost();
 }
 
 void ConnIo::abandon() noexcept {
   std::lock_guard lock(mu_);
   abandoned_.store(true);
   if (loop_ != nullptr && fd_ != kInvalidSock) loop_->del_io(fd_);
-  guard_.detach();
   loop_ = nullptr;
   listener_ = nullptr;
 }
@@ -225,14 +196,14 @@ void ConnIo::event_work(void* a, void* b, bool run) noexcept {
     ConnIo& io = **box;
     const auto packed = reinterpret_cast<std::uintptr_t>(b);
     if (!io.abandoned_.load() && io.listener_ != nullptr) {
-      io.listener_->on_conn_event(static_cast<int>(packed & 0xffU), static_cast<int>(packed >> 8U));
+      io.listener_->on_conn_event(&io, static_cast<int>(packed & 0xffU), static_cast<int>(packed >> 8U));
     }
   }
   delete box;
 }
 
 void ConnIo::disconnected_cb(natsConnection*, void* closure) { post_event(closure, kDisconnected, 0); }
-void ConnIo::reconnected_cb(natsConnection*, void* closure) { post_event(closure, kReconnected, 0); }
+void ConnIo::discovered_cb(natsConnection*, void* closure) { post_event(closure, kDiscovered, 0); }
 void ConnIo::closed_cb(natsConnection*, void* closure) { post_event(closure, kClosed, 0); }
 void ConnIo::lame_duck_cb(natsConnection*, void* closure) { post_event(closure, kLameDuck, 0); }
 void ConnIo::error_cb(natsConnection*, natsSubscription*, natsStatus err, void* closure) {

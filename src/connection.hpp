@@ -6,10 +6,15 @@
 // cnats has no flusher thread either, so a publish costs no thread hop and waits for no timer:
 // everything written during an iteration leaves in one write at its end.
 //
+// One ConnIo per natsConnection, and one natsConnection per TCP/TLS connection: cnats' own
+// reconnect is off, so cnats' protocol parser never carries a half frame from a dead connection
+// into the next one (cnats 3.4.1 never resets it on reconnect, nats.c#1007). BusCore's
+// supervisor opens a fresh connection instead and re-establishes what the bus had on it.
+//
 // cnats calls the attach/read/write/detach callbacks from its own threads too (connect runs on
-// a worker, reconnects on cnats' reconnect thread, PINGs on its timer thread), so ConnIo's state
-// is guarded by a mutex, and ConnIo is shared (shared_ptr) by everything that may still receive
-// a callback: the bus, a connect job in progress, a close job in progress.
+// a worker, PINGs on its timer thread), so ConnIo's state is guarded by a mutex, and ConnIo is
+// shared (shared_ptr) by everything that may still receive a callback: the bus, a connect job in
+// progress, a close job in progress.
 #pragma once
 
 #include <atomic>
@@ -18,7 +23,6 @@
 #include <mutex>
 
 #include "cnats.hpp"
-#include "frame_guard.hpp"
 #include "loop.hpp"
 
 namespace natbus::detail {
@@ -26,12 +30,18 @@ namespace natbus::detail {
 inline constexpr natsSock kInvalidSock = -1;  // cnats' NATS_SOCK_INVALID on POSIX (not in nats.h)
 
 /// What the loop thread is told about a connection (implemented by BusCore).
+class ConnIo;
+
 class ConnListener {
  public:
   /// After a read: messages may be waiting in subscriptions.
   virtual void after_read() noexcept = 0;
-  /// A connection event (kind: ConnEvent), with a cnats status for async errors.
-  virtual void on_conn_event(int kind, int status) noexcept = 0;
+  /// cnats closed the connection under the loop (a read failed): called at once, on the loop
+  /// thread, before any other event of this connection is handled.
+  virtual void on_conn_lost() noexcept = 0;
+  /// A connection event (kind: ConnEvent) of the connection that `from` serves, with a cnats
+  /// status for async errors.
+  virtual void on_conn_event(ConnIo* from, int kind, int status) noexcept = 0;
 
  protected:
   ConnListener() = default;
@@ -40,7 +50,7 @@ class ConnListener {
   ~ConnListener() = default;
 };
 
-enum ConnEvent : int { kDisconnected = 1, kReconnected = 2, kClosed = 3, kAsyncError = 4, kLameDuck = 5, kDiscovered = 6 };
+enum ConnEvent : int { kDisconnected = 1, kClosed = 3, kAsyncError = 4, kLameDuck = 5, kDiscovered = 6 };
 
 class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnIo> {
  public:
@@ -49,10 +59,8 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   ConnIo(const ConnIo&) = delete;
   ConnIo& operator=(const ConnIo&) = delete;
 
-  /// Puts this ConnIo's callbacks and the connection-event callbacks on `opts`. With
-  /// `frame_guard`, cnats is handed whole protocol frames only (see frame_guard.hpp); TLS
-  /// connections cannot be framed and go without.
-  void install(natsOptions* opts, bool frame_guard);
+  /// Puts this ConnIo's callbacks and the connection-event callbacks on `opts`.
+  void install(natsOptions* opts);
 
   // Loop thread.
   void set_listener(ConnListener* l) noexcept { listener_ = l; }
@@ -66,31 +74,22 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   void flush_now() noexcept;
 
  private:
-  /// cnats writes what it buffered (and the frame guard passes it on to the server).
+  /// cnats writes what it buffered.
   void write_out(natsConnection* nc) noexcept;
-  /// Frame guard: hands whole frames to cnats and has it read them all (loop thread).
-  void relay_in() noexcept;
-  void drain_into_cnats() noexcept;
+  /// After a read or write: tells the listener once when cnats closed the connection.
+  void check_closed(natsConnection* nc) noexcept;
 
   static natsStatus attach_cb(void** user_data, void* loop, natsConnection* nc, natsSock fd);
   static natsStatus read_cb(void* user_data, bool add);
   static natsStatus write_cb(void* user_data, bool add);
   static natsStatus detach_cb(void* user_data);
   static void disconnected_cb(natsConnection* nc, void* closure);
-  static void reconnected_cb(natsConnection* nc, void* closure);
+  static void discovered_cb(natsConnection* nc, void* closure);
   static void closed_cb(natsConnection* nc, void* closure);
   static void lame_duck_cb(natsConnection* nc, void* closure);
   static void error_cb(natsConnection* nc, natsSubscription* sub, natsStatus err, void* closure);
   static void post_event(void* closure, int kind, int status);
   static void event_work(void* a, void* b, bool run) noexcept;
-
-  /// The guard's two descriptors report to these.
-  struct GuardSide final : IoHandler {
-    GuardSide(ConnIo* owner, bool real) noexcept : io(owner), real_socket(real) {}
-    void on_io(std::uint32_t events) noexcept override;
-    ConnIo* io;
-    bool real_socket;
-  };
 
   std::mutex mu_;
   Loop* loop_;  // nullptr once abandoned
@@ -102,10 +101,7 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   bool out_armed_ = false;            // loop thread: EPOLLOUT registered after a partial write
   ConnListener* listener_ = nullptr;  // loop thread
   std::uint64_t registry_id_ = 0;     // closure of the connection-event callbacks
-  bool guard_enabled_ = false;
-  GuardSide real_side_{this, true};
-  GuardSide cnats_side_{this, false};
-  FrameGuard guard_{&real_side_, &cnats_side_};
+  bool lost_told_ = false;             // loop thread: on_conn_lost() was called
 };
 
 }  // namespace natbus::detail

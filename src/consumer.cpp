@@ -202,21 +202,55 @@ void SubCore::stop() noexcept {
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
   }
+  held_.clear();  // what could not be nak'ed (no connection) comes back after ack_wait
   bus_->remove_sink(this);
   bus_->unregister_sub(this);
   if (running_ == 0 && bus_->loop() != nullptr) idle_.wake_all(*bus_->loop());
 }
 
-bool SubCore::next_message(MsgPtr& out) noexcept {
-  if (sub_ == nullptr) return false;
-  for (;;) {
+void SubCore::on_disconnected() noexcept {
+  hold_queued();
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);  // a no-op on a closed connection; leaving a live one (lame duck): UNSUB
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+  }
+}
+
+void SubCore::subscribe_on(natsConnection* nc, const ErrorContext& ctx) {
+  natsSubscription* sub = nullptr;
+  const natsStatus s = wire_queue_.empty() ? natsConnection_SubscribeSync(&sub, nc, wire_subject_.c_str())
+                                           : natsConnection_QueueSubscribeSync(&sub, nc, wire_subject_.c_str(), wire_queue_.c_str());
+  if (s != NATS_OK) throw_status(s, ctx, "subscribing");
+  natsSubscription_SetPendingLimits(sub, pending_msgs_, pending_bytes_);
+  sub_ = sub;
+}
+
+void SubCore::resubscribe(natsConnection* nc) noexcept {
+  if (!active_ || sub_ != nullptr || nc == nullptr) return;
+  try {
+    ErrorContext ctx;
+    ctx.operation = "resubscribe";
+    ctx.subject = wire_subject_;
+    ctx.stream = stream_;
+    ctx.durable = durable_;
+    subscribe_on(nc, ctx);
+  } catch (const std::exception& e) {
+    log(LogLevel::error, "sub_resubscribe_failed", {{"subject", subject_}, {"durable", durable_}, {"error", e.what()}});
+  }
+}
+
+void SubCore::hold_queued() noexcept {
+  if (sub_ == nullptr) return;
+  while (held_.size() < hold_limit_) {
     int pending = 0;
-    if (natsSubscription_GetPending(sub_, &pending, nullptr) != NATS_OK || pending <= 0) return false;
+    if (natsSubscription_GetPending(sub_, &pending, nullptr) != NATS_OK || pending <= 0) return;
     natsMsg* raw = nullptr;
     const natsStatus s = natsSubscription_NextMsg(&raw, sub_, 0);
     if (s == NATS_NO_RESPONDERS) {
       // NextMsg swallowed a 503 (a pull request nobody answered: stream or consumer gone).
       on_no_responders();
+      if (sub_ == nullptr) return;
       continue;
     }
     if (s == NATS_SLOW_CONSUMER) {
@@ -227,10 +261,28 @@ bool SubCore::next_message(MsgPtr& out) noexcept {
       }
       continue;
     }
-    if (s != NATS_OK || raw == nullptr) return false;
-    out.reset(raw);
-    return true;
+    if (s != NATS_OK || raw == nullptr) return;
+    try {
+      held_.emplace_back(raw);
+    } catch (const std::bad_alloc&) {
+      natsMsg_Destroy(raw);  // JetStream redelivers it after ack_wait
+      return;
+    }
   }
+}
+
+bool SubCore::next_message(MsgPtr& out) noexcept {
+  if (held_.empty()) hold_queued();
+  if (held_.empty()) return false;
+  out = std::move(held_.front());
+  held_.pop_front();
+  return true;
+}
+
+std::size_t SubCore::queued() const noexcept {
+  int pending = 0;
+  if (sub_ != nullptr) natsSubscription_GetPending(sub_, &pending, nullptr);
+  return held_.size() + static_cast<std::size_t>(std::max(pending, 0));
 }
 
 void SubCore::nak_queued() noexcept {
@@ -238,7 +290,7 @@ void SubCore::nak_queued() noexcept {
   int naked = 0;
   while (next_message(m)) {
     const char* reply = natsMsg_GetReply(m.get());
-    if (reply != nullptr && std::string_view(reply).starts_with("$JS.ACK.") && bus_->nc() != nullptr) {
+    if (reply != nullptr && std::string_view(reply).starts_with("$JS.ACK.") && bus_->has_connection()) {
       natsConnection_Publish(bus_->nc(), reply, "-NAK", 4);
       ++naked;
     }

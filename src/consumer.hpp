@@ -3,9 +3,13 @@
 // read: no cnats JetStream subscription, so no durable is ever deleted by an unsubscribe, no
 // thread per consumer, and acks go to the $JS.ACK reply subject through the connection.
 //
-// Backpressure: messages stay in cnats' subscription queue until a handler slot is free
-// (max_concurrency), so natbus itself buffers nothing. For push consumers the queue is bounded
-// by the consumer's max_ack_pending; for pull consumers by the two batches requested at most.
+// Backpressure: after every read, a subscription takes what cnats queued for it into its own
+// queue (held_), where messages wait for a handler slot (max_concurrency). That queue outlives
+// the connection: when it dies, cnats' closed subscription could no longer hand its messages
+// out, while held_ starts them on the next connection (their acks go to the server through it).
+// For push consumers the queue is bounded by the consumer's max_ack_pending (the server sends no
+// more); for pull consumers by the two batches requested at most; core subscriptions by
+// hold_limit_ (what exceeds it stays in cnats, whose pending limits then drop).
 #pragma once
 
 #include <chrono>
@@ -61,6 +65,10 @@ class SubCore : public RefCounted, public MsgSink {
 
   /// Stops delivery (idempotent). Messages already taken but not started are nak'ed.
   virtual void stop() noexcept;
+  /// The connection goes away: takes what cnats still queues, then drops the cnats subscription.
+  virtual void on_disconnected() noexcept;
+  /// A fresh connection: subscribes again, to the same subject and queue group, on `nc`.
+  virtual void resubscribe(natsConnection* nc) noexcept;
   /// Completes when no handler of this subscription runs any more.
   Task<void> wait_idle(Clock::time_point deadline);
 
@@ -99,8 +107,16 @@ class SubCore : public RefCounted, public MsgSink {
  protected:
   /// Starts a handler for `m` (loop thread).
   void dispatch(MsgPtr m);
-  /// Takes the next message off the cnats subscription; false when there is none.
+  /// Subscribes (synchronously) to wire_subject_ / wire_queue_ on `nc` with the pending limits.
+  void subscribe_on(natsConnection* nc, const ErrorContext& ctx);
+  /// Moves what cnats queued into held_ (up to hold_limit_).
+  void hold_queued() noexcept;
+  /// Takes the next message (held first, then cnats'); false when there is none.
   bool next_message(MsgPtr& out) noexcept;
+  /// Messages waiting here and in cnats' queue.
+  [[nodiscard]] std::size_t queued() const noexcept;
+  /// Handlers may start: the bus has a connection to ack through.
+  [[nodiscard]] bool can_dispatch() const noexcept { return active_ && bus_->has_connection(); }
   /// Naks every message still queued in cnats' subscription (on stop).
   void nak_queued() noexcept;
   /// After a handler finished (pull: request more).
@@ -111,6 +127,12 @@ class SubCore : public RefCounted, public MsgSink {
   Ref<BusCore> bus_;
   std::unique_ptr<HandlerBase> handler_;
   natsSubscription* sub_ = nullptr;
+  std::string wire_subject_;  // what sub_ listens on (deliver subject, pull inbox, core subject)
+  std::string wire_queue_;
+  int pending_msgs_ = -1;  // cnats pending limits of sub_ (-1: none)
+  int pending_bytes_ = -1;
+  std::size_t hold_limit_ = ~std::size_t{0};
+  std::deque<MsgPtr> held_;
   bool active_ = false;
   bool pumping_ = false;
   int running_ = 0;
@@ -136,6 +158,7 @@ class PushCore final : public SubCore {
   /// Ensures the consumer, waits out "already bound", subscribes.
   Task<void> start(ConsumerSpec spec);
   void pump() noexcept override;
+  void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
 
  private:
@@ -156,7 +179,8 @@ class PullCore final : public SubCore {
   using SubCore::SubCore;
   Task<void> start(ConsumerSpec spec, int batch, std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat);
   void pump() noexcept override;
-  void on_reconnected() noexcept override;
+  void on_disconnected() noexcept override;
+  void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
 
   /// fetch() / fetch_no_wait() (no handler).

@@ -18,13 +18,13 @@ Task<void> CoreSubCore::start(std::string subject, std::string queue, std::strin
   queue_ = std::move(queue);
   manual_ack_ = true;  // nothing to ack
   bus.ensure_open(op);
-  natsSubscription* sub = nullptr;
-  const natsStatus s = queue_.empty() ? natsConnection_SubscribeSync(&sub, bus.nc(), subject_.c_str())
-                                      : natsConnection_QueueSubscribeSync(&sub, bus.nc(), subject_.c_str(), queue_.c_str());
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = op, .subject = subject_}, "subscribing");
+  wire_subject_ = subject_;
+  wire_queue_ = queue_;
   // Core NATS has no redelivery: hold a generous backlog before cnats drops (sub_slow_consumer).
-  natsSubscription_SetPendingLimits(sub, 65536, 64 * 1024 * 1024);
-  sub_ = sub;
+  pending_msgs_ = 65536;
+  pending_bytes_ = 64 * 1024 * 1024;
+  hold_limit_ = 65536;
+  subscribe_on(bus.nc(), ErrorContext{.operation = op, .subject = subject_});
   active_ = true;
   bus.add_sink(this);
   bus.register_sub(this);
@@ -43,8 +43,9 @@ Task<void> CoreSubCore::start(std::string subject, std::string queue, std::strin
 void CoreSubCore::pump() noexcept {
   if (!active_ || pumping_) return;
   pumping_ = true;
+  hold_queued();
   MsgPtr m;
-  while (active_ && running_ < max_concurrency_ && next_message(m)) {
+  while (can_dispatch() && running_ < max_concurrency_ && next_message(m)) {
     try {
       dispatch(std::move(m));
     } catch (const std::exception& e) {
@@ -100,6 +101,7 @@ Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::Handl
 }
 
 Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono::milliseconds timeout) {
+  if (bus->state() == BusCore::State::reconnecting) (void)co_await bus->wait_connected(detail::saturating_deadline(timeout));
   std::function<void(const char*)> build = [&bus, &msg](const char* reply) { bus->publish_core_msg(msg, reply, "request"); };
   detail::ReplyAwaiter awaiter(*bus, std::move(build), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   auto [reply, status] = co_await awaiter;
@@ -112,6 +114,8 @@ Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono
       throw TimeoutError(fmt::format("no reply within {} ms", timeout.count()), ctx());
     case NATS_NO_RESPONDERS:
       throw NoRespondersError("nobody is subscribed to the subject", ctx());
+    case NATS_CONNECTION_DISCONNECTED:
+      throw ConnectionError("the connection was lost before the reply came; the request may or may not have been handled", ctx());
     default:
       throw ClosedError("the connection closed before the reply came", ctx());
   }

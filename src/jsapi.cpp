@@ -50,6 +50,7 @@ std::string BusCore::api_subject(std::string_view suffix) const {
 }
 
 Task<nlohmann::json> BusCore::js_request(std::string subject, std::string body, ErrorContext ctx) {
+  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.js_api_timeout));
   ensure_usable(ctx.operation);
   const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.js_api_timeout);
   auto [reply, status] = co_await ReplyAwaiter(*this, subject, std::move(body), timeout);
@@ -65,6 +66,8 @@ Task<nlohmann::json> BusCore::js_request(std::string subject, std::string body, 
                       "this account",
                       subject),
           std::move(ctx));
+    case NATS_CONNECTION_DISCONNECTED:
+      throw ConnectionError("the connection was lost before the JetStream API answered", std::move(ctx));
     default:
       throw ClosedError("the connection closed before the JetStream API answered", std::move(ctx));
   }

@@ -227,7 +227,11 @@ TimerKey Loop::add_timer(Clock::time_point when, Work w) {
 
 bool Loop::cancel_timer(TimerKey key) noexcept { return timers_.erase(key) != 0; }
 
-void Loop::remove_iteration_hook(IoHandler* h) noexcept { hooks_.erase(std::remove(hooks_.begin(), hooks_.end(), h), hooks_.end()); }
+void Loop::remove_iteration_hook(IoHandler* h) noexcept {
+  // A hook may remove itself (or another) while the hooks run: blank it, compact afterwards.
+  std::replace(hooks_.begin(), hooks_.end(), h, static_cast<IoHandler*>(nullptr));
+  if (!running_hooks_) std::erase(hooks_, nullptr);
+}
 
 void Loop::add_io(int fd, std::uint32_t events, IoHandler* h) {
   epoll_event ev{};
@@ -364,7 +368,12 @@ void Loop::iterate(const bool& done) {
   }
 
   // 4. Flush what this iteration wrote (acks, publishes, replies): one write per connection.
-  for (std::size_t i = 0; i < hooks_.size(); ++i) hooks_[i]->on_iteration_end();
+  running_hooks_ = true;
+  for (std::size_t i = 0; i < hooks_.size(); ++i) {
+    if (hooks_[i] != nullptr) hooks_[i]->on_iteration_end();
+  }
+  running_hooks_ = false;
+  std::erase(hooks_, nullptr);
 
   // 5. Poll: without blocking when there is work, else until the next timer.
   int timeout_ms = 0;

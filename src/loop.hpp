@@ -223,6 +223,7 @@ class Loop {
   std::map<TimerKey, Work> timers_;
   std::uint64_t next_timer_id_ = 1;
   std::vector<IoHandler*> hooks_;
+  bool running_hooks_ = false;
   std::vector<ShutdownHook*> shutdown_hooks_;
   DetachedNode detached_;  // sentinel of the circular list of live Detached coroutines
   struct SignalWaiter {

@@ -35,6 +35,12 @@ void Mux::start(natsConnection* nc, std::string_view inbox_prefix) {
   prefix_ += '.';
   prefix_ += random_token(22);
   prefix_ += '.';
+  fast_prefix_ = prefix_ + "f.";
+  resubscribe(nc);
+}
+
+void Mux::resubscribe(natsConnection* nc) {
+  unsubscribe();
   const std::string wildcard = prefix_ + "*";
   id_ = g_next_mux_id.fetch_add(1);
   auto* tap = new Tap{bus_.loop()->remote(), id_};
@@ -42,6 +48,7 @@ void Mux::start(natsConnection* nc, std::string_view inbox_prefix) {
   const natsStatus s = natsConnection_Subscribe(&sub, nc, wildcard.c_str(), &Mux::on_msg_cb, tap);
   if (s != NATS_OK) {
     delete tap;
+    id_ = 0;
     throw_status(s, ErrorContext{.operation = "subscribe to reply inbox"});
   }
   natsSubscription_SetOnCompleteCB(sub, &Mux::on_complete_cb, tap);
@@ -50,12 +57,11 @@ void Mux::start(natsConnection* nc, std::string_view inbox_prefix) {
   sub_ = sub;
   t_muxes[id_] = this;
 
-  fast_prefix_ = prefix_ + "f.";
   const std::string fast_wildcard = fast_prefix_ + "*";
   natsSubscription* fast = nullptr;
   const natsStatus fs = natsConnection_SubscribeSync(&fast, nc, fast_wildcard.c_str());
   if (fs != NATS_OK) {
-    stop(NATS_CONNECTION_CLOSED);
+    unsubscribe();
     throw_status(fs, ErrorContext{.operation = "subscribe to reply inbox"});
   }
   natsSubscription_SetPendingLimits(fast, -1, -1);
@@ -63,7 +69,7 @@ void Mux::start(natsConnection* nc, std::string_view inbox_prefix) {
   bus_.add_sink(this);
 }
 
-void Mux::stop(natsStatus status) noexcept {
+void Mux::unsubscribe() noexcept {
   if (id_ != 0) {
     t_muxes.erase(id_);
     id_ = 0;
@@ -79,6 +85,22 @@ void Mux::stop(natsStatus status) noexcept {
     natsSubscription_Destroy(fast_sub_);
     fast_sub_ = nullptr;
   }
+}
+
+void Mux::drop(natsStatus status) noexcept {
+  // Replies to what is outstanding would come on the connection that is going away: their
+  // outcome is unknown now, not after their timeout.
+  pump();
+  unsubscribe();
+  fail_all(status);
+}
+
+void Mux::stop(natsStatus status) noexcept {
+  unsubscribe();
+  fail_all(status);
+}
+
+void Mux::fail_all(natsStatus status) noexcept {
   for (std::uint64_t t = base_; t < next_; ++t) {
     if (find(t) != nullptr) complete(t, nullptr, status);
   }

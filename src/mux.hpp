@@ -54,9 +54,14 @@ class Mux final : public MsgSink {
   Mux& operator=(Mux&&) = delete;
   ~Mux();
 
-  /// Subscribes the reply wildcard on the bus' connection.
+  /// Picks the reply prefix and subscribes the reply wildcard on the bus' connection.
   void start(natsConnection* nc, std::string_view inbox_prefix);
-  /// Fails every outstanding request with `status` and drops the subscription.
+  /// Subscribes the same reply wildcard on a new connection.
+  void resubscribe(natsConnection* nc);
+  /// The connection goes away: takes what already arrived, drops the subscriptions and fails
+  /// every outstanding request with `status` (NATS_CONNECTION_DISCONNECTED: outcome unknown).
+  void drop(natsStatus status) noexcept;
+  /// Fails every outstanding request with `status` and drops the subscriptions.
   void stop(natsStatus status) noexcept;
 
   /// Two-step send for messages built by the caller (headers): write the reply subject of the
@@ -83,6 +88,8 @@ class Mux final : public MsgSink {
     Clock::time_point deadline{};
   };
   Entry* find(std::uint64_t token) noexcept;
+  void unsubscribe() noexcept;
+  void fail_all(natsStatus status) noexcept;
   void on_message(MsgPtr m) noexcept;
   void on_fast_message(MsgPtr m) noexcept;
   [[nodiscard]] std::uint64_t parse_token(const char* subject, std::size_t prefix_len) const noexcept;

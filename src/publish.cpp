@@ -127,6 +127,10 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
                                        "retry with the same msg_id",
                                        bus->config().publish_timeout.count()),
                            ctx);
+      case NATS_CONNECTION_DISCONNECTED:
+        throw ConnectionError(
+            "the connection was lost before the PubAck arrived; the message may or may not be stored: retry with the same msg_id",
+            ctx);
       default:
         throw ClosedError("the connection closed before the PubAck arrived; the message may or may not be stored", ctx);
     }
@@ -225,6 +229,8 @@ class PublishWindow {
 
 Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   const std::string_view op = "publish";
+  // While the supervisor reconnects, a publish waits for the new connection (bounded).
+  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
   ensure_open(op);
   if (cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty() && seen_recently(std::string(msg.correlation_id()))) {
     // Python's dedupe_window: a publish whose correlation id was published within the window
@@ -245,7 +251,8 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
         ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
   }
   co_await WindowAwaiter(*this, PublishWindow::window(*this));
-  ensure_open(op);  // the bus may have closed while we waited
+  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
+  ensure_open(op);  // the bus may have closed (or lost its connection) while we waited
 
   auto* slot = new PubSlot(this);  // reference for the Mux
   slot->set_subject(msg.subject());

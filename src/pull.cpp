@@ -40,18 +40,16 @@ Task<void> PullCore::start(ConsumerSpec spec, int batch, std::chrono::millisecon
   bus.ensure_open(spec.op);
   inbox_ = bus.new_inbox() + ".";
   next_subject_ = bus.api_subject(fmt::format("CONSUMER.MSG.NEXT.{}.{}", stream_, durable_));
-  natsSubscription* sub = nullptr;
-  const std::string wildcard = inbox_ + "*";
-  const natsStatus s = natsConnection_SubscribeSync(&sub, bus.nc(), wildcard.c_str());
-  if (s != NATS_OK) {
+  wire_subject_ = inbox_ + "*";
+  pending_msgs_ = -1;  // bounded by the two requests in flight
+  pending_bytes_ = -1;
+  {
     ErrorContext ctx;
     ctx.operation = spec.op;
     ctx.stream = stream_;
     ctx.durable = durable_;
-    throw_status(s, ctx, "subscribing to the pull inbox");
+    subscribe_on(bus.nc(), ctx);
   }
-  natsSubscription_SetPendingLimits(sub, -1, -1);  // bounded by the two requests in flight
-  sub_ = sub;
   active_ = true;
   bus.add_sink(this);
   bus.register_sub(this);
@@ -87,6 +85,13 @@ std::uint64_t PullCore::send_request(int batch, std::chrono::milliseconds expire
     body["expires"] = ns(expires);
     if (heartbeat_.count() > 0 && heartbeat_ * 2 <= expires) body["idle_heartbeat"] = ns(heartbeat_);
   }
+  if (!bus_->has_connection()) {
+    ErrorContext ctx;
+    ctx.operation = "pull";
+    ctx.stream = stream_;
+    ctx.durable = durable_;
+    throw ConnectionError("not connected to NATS (reconnecting): the pull request was not sent", ctx);
+  }
   const std::string reply = inbox_ + std::to_string(id);
   const std::string data = body.dump();
   const natsStatus s =
@@ -115,9 +120,8 @@ void PullCore::consume_credit() noexcept {
 }
 
 void PullCore::request_more() noexcept {
-  if (!handler_ || !active_ || backoff_timer_ || recovering_ || sub_ == nullptr) return;
-  int queued = 0;
-  natsSubscription_GetPending(sub_, &queued, nullptr);
+  if (!handler_ || !active_ || backoff_timer_ || recovering_ || sub_ == nullptr || !bus_->has_connection()) return;
+  const int queued = static_cast<int>(std::min<std::size_t>(this->queued(), 1U << 30U));
   int outstanding = 0;
   for (const auto& r : requests_) outstanding += r.remaining;
   // Keep the next batch requested while this one is handled: at most two batches ahead.
@@ -215,12 +219,13 @@ void PullCore::resume_requests(void* a, void*, bool run) noexcept {
 }
 
 void PullCore::pump() noexcept {
-  if (pumping_ || sub_ == nullptr) return;
+  if (pumping_ || (sub_ == nullptr && held_.empty())) return;
   pumping_ = true;
+  hold_queued();
   MsgPtr m;
   for (;;) {
     if (handler_) {
-      if (!active_ || running_ >= max_concurrency_) break;
+      if (!can_dispatch() || running_ >= max_concurrency_) break;
     } else if (fetch_ == nullptr || fetch_->finished) {
       break;  // fetch mode: messages wait in the queue for the next fetch
     }
@@ -252,14 +257,19 @@ void PullCore::pump() noexcept {
   if (handler_ && active_) request_more();
 }
 
-void PullCore::on_reconnected() noexcept {
-  // Waiting requests belonged to the old connection: assume them lost and ask again. Late
-  // messages of old requests are still handled normally when they come.
+void PullCore::on_disconnected() noexcept {
+  SubCore::on_disconnected();
+  // Waiting requests belonged to the old connection (a pull parked there is never waited for,
+  // ADR-37): forget them; the new connection gets fresh ones.
   requests_.clear();
   if (fetch_ != nullptr) {
     fetch_->finished = true;
     if (bus_->loop() != nullptr) fetch_->wake.wake_all(*bus_->loop());
   }
+}
+
+void PullCore::resubscribe(natsConnection* nc) noexcept {
+  SubCore::resubscribe(nc);
   request_more();
 }
 
@@ -277,9 +287,7 @@ void PullCore::watchdog(void* a, void*, bool run) noexcept {
   self->watchdog_timer_ = {};
   if (run && self->active_) {
     const auto now = Clock::now();
-    int queued = 0;
-    if (self->sub_ != nullptr) natsSubscription_GetPending(self->sub_, &queued, nullptr);
-    const bool busy = queued > 0 || self->running_ > 0;
+    const bool busy = self->queued() > 0 || self->running_ > 0;
     int lost = 0;
     std::erase_if(self->requests_, [&](const Request& r) {
       // A request whose heartbeats stopped (server restart, lost interest) or that outlived its
@@ -370,7 +378,17 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
   ctx.stream = stream_;
   ctx.durable = durable_;
   while (fetch_ != nullptr) co_await WaitOn(fetch_queue_);
-  if (!active_ || sub_ == nullptr) throw ClosedError("the pull subscription is closed", ctx);
+  if (!active_) {
+    const std::string& why = bus_->closed_reason();
+    throw ClosedError(why.empty() ? std::string("the pull subscription is closed") : fmt::format("the pull subscription ended: {}", why),
+                      ctx);
+  }
+  // Reconnecting: wait for the new connection within the fetch's time; nothing came meanwhile.
+  if (bus_->state() == BusCore::State::reconnecting) {
+    const bool up = co_await bus_->wait_connected(saturating_deadline(timeout));
+    if (!up && bus_->state() == BusCore::State::reconnecting) co_return std::vector<ReceivedMessage>{};
+  }
+  if (!active_) throw ClosedError(fmt::format("the pull subscription ended: {}", bus_->closed_reason()), ctx);
   bus_->ensure_open(ctx.operation);
   Fetch f;
   f.batch = batch;

@@ -56,15 +56,13 @@ Task<void> PushCore::start(ConsumerSpec spec) {
   }
 
   bus.ensure_open(spec.op);
-  natsSubscription* sub = nullptr;
-  const natsStatus s = spec.queue.empty()
-                           ? natsConnection_SubscribeSync(&sub, bus.nc(), spec.deliver_subject.c_str())
-                           : natsConnection_QueueSubscribeSync(&sub, bus.nc(), spec.deliver_subject.c_str(), spec.queue.c_str());
-  if (s != NATS_OK) throw_status(s, ctx, "subscribing to the deliver subject");
-  // The server bounds what is in flight by max_ack_pending; cnats' queue must hold that much.
-  const int limit = spec.max_ack_pending > 65536 ? spec.max_ack_pending : 65536;
-  natsSubscription_SetPendingLimits(sub, limit, -1);
-  sub_ = sub;
+  wire_subject_ = spec.deliver_subject;
+  wire_queue_ = spec.queue;
+  // The server bounds what is in flight by max_ack_pending; the queues must hold that much.
+  pending_msgs_ = spec.max_ack_pending > 65536 ? spec.max_ack_pending : 65536;
+  pending_bytes_ = -1;
+  hold_limit_ = static_cast<std::size_t>(pending_msgs_);
+  subscribe_on(bus.nc(), ctx);
   active_ = true;
   bus.add_sink(this);
   bus.register_sub(this);
@@ -113,8 +111,9 @@ bool PushCore::handle_control(natsMsg* m) noexcept {
 void PushCore::pump() noexcept {
   if (!active_ || pumping_) return;
   pumping_ = true;
+  hold_queued();
   MsgPtr m;
-  while (active_ && running_ < max_concurrency_ && next_message(m)) {
+  while (can_dispatch() && running_ < max_concurrency_ && next_message(m)) {
     if (handle_control(m.get())) continue;
     last_activity_ = Clock::now();
     try {
@@ -124,6 +123,12 @@ void PushCore::pump() noexcept {
     }
   }
   pumping_ = false;
+}
+
+void PushCore::resubscribe(natsConnection* nc) noexcept {
+  SubCore::resubscribe(nc);
+  last_activity_ = Clock::now();  // the server's heartbeats start again on this connection
+  hb_warned_ = false;
 }
 
 void PushCore::stop() noexcept {
@@ -147,9 +152,7 @@ void PushCore::heartbeat_check(void* a, void*, bool run) noexcept {
   self->hb_timer_ = {};
   if (run && self->active_) {
     // Messages may be waiting in cnats' queue behind busy handlers: that is activity too.
-    int pending = 0;
-    if (self->sub_ != nullptr) natsSubscription_GetPending(self->sub_, &pending, nullptr);
-    if (pending > 0 || self->running_ > 0) self->last_activity_ = Clock::now();
+    if (self->queued() > 0 || self->running_ > 0) self->last_activity_ = Clock::now();
     if (Clock::now() - self->last_activity_ > 2 * self->idle_heartbeat_ && !self->hb_warned_) {
       self->hb_warned_ = true;
       log(LogLevel::warn, "sub_heartbeat_missed",

@@ -70,7 +70,7 @@ void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState n
   check_ackable(m, op, new_state == AckState::none);
   // cnats would buffer the ack while reconnecting and send it later, maybe after the message
   // was redelivered elsewhere. Refusing it makes the outcome known: not acked, redelivered.
-  if (natsConnection_Status(m.bus->nc()) != NATS_CONN_STATUS_CONNECTED) {
+  if (!m.bus->has_connection() || natsConnection_Status(m.bus->nc()) != NATS_CONN_STATUS_CONNECTED) {
     throw ConnectionError(fmt::format("not connected to NATS (reconnecting): the {} was not sent; the message will be "
                                       "redelivered after its ack_wait",
                                       op),
@@ -338,6 +338,10 @@ Task<void> ack_sync_impl(detail::Ref<detail::BusCore> bus, std::string reply, st
     throw TimeoutError(
         fmt::format("no ack confirmation within {} ms; the server may not have recorded the ack", bus->config().js_api_timeout.count()),
         ErrorContext{.operation = "ack_sync", .subject = subject});
+  }
+  if (status == NATS_CONNECTION_DISCONNECTED) {
+    throw ConnectionError("the connection was lost before the ack was confirmed; the message may be redelivered",
+                          ErrorContext{.operation = "ack_sync", .subject = subject});
   }
   if (status != NATS_OK) {
     throw ClosedError("the connection closed before the ack was confirmed", ErrorContext{.operation = "ack_sync", .subject = subject});

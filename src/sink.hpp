@@ -7,8 +7,6 @@ namespace natbus::detail {
 class MsgSink {
  public:
   virtual void pump() noexcept = 0;
-  /// The connection came back after a disconnect.
-  virtual void on_reconnected() noexcept {}
 
  protected:
   MsgSink() = default;

@@ -38,4 +38,15 @@ inline constexpr std::size_t kIsoLen = 29;
 /// ASCII case-insensitive equality.
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 
+/// steady_clock::now() + d, saturated at time_point::max() instead of overflowing (a timeout of
+/// milliseconds::max() means "no deadline").
+template <class Rep, class Period>
+[[nodiscard]] std::chrono::steady_clock::time_point saturating_deadline(std::chrono::duration<Rep, Period> d) noexcept {
+  using std::chrono::steady_clock;
+  const auto now = steady_clock::now();
+  const auto room = std::chrono::duration_cast<std::chrono::duration<double>>(steady_clock::time_point::max() - now);
+  if (std::chrono::duration_cast<std::chrono::duration<double>>(d) >= room) return steady_clock::time_point::max();
+  return now + std::chrono::duration_cast<steady_clock::duration>(d);
+}
+
 }  // namespace natbus::detail

@@ -376,6 +376,17 @@ class NatsBus {
   /// Finer than connected(): `reconnecting` while cnats re-establishes a lost connection
   /// (publishes are buffered, acks fail with ConnectionError). A pod is ready when `connected`.
   [[nodiscard]] ConnectionStatus status() const noexcept;
+  /// Completes as soon as status() differs from `seen` (at once if it already does), or after
+  /// `timeout`, with status() then. Waits for disconnects, reconnects and the end without polling:
+  ///   auto s = bus.status();
+  ///   while (s != natbus::ConnectionStatus::closed) s = co_await bus.status_changed(s, 1h);
+  [[nodiscard]] Task<ConnectionStatus> status_changed(ConnectionStatus seen,
+                                                      std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
+  /// Why the bus closed by itself (it gave up reconnecting after max_reconnect_attempts); empty
+  /// while it has not, and after close().
+  [[nodiscard]] std::string_view closed_reason() const noexcept;
+  /// Connections the bus opened again after losing one (or leaving a lame-duck server).
+  [[nodiscard]] std::uint64_t reconnects() const noexcept;
   [[nodiscard]] const NatsConfig& config() const noexcept;
 
   // ---- publishing ----

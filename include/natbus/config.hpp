@@ -63,8 +63,10 @@ struct NatsConfig {
   std::string password{};
   /// Connection name shown by the server (and in natbus' logs).
   std::string name{};
+  /// Wait between two rounds of reconnect attempts over the servers (plus reconnect_jitter).
   std::chrono::milliseconds reconnect_time_wait{1000};
-  /// Reconnect attempts per server before the connection closes for good; -1: forever.
+  /// Rounds of reconnect attempts (each tries every known server once) before the bus gives up
+  /// for good (status() closed, consumers end); -1: forever.
   int max_reconnect_attempts = 60;
   /// Create the stream on connect (tolerates "already exists" when it matches).
   bool stream_create = false;
@@ -97,7 +99,16 @@ struct NatsConfig {
   /// The client pings this often; after max_pings_out unanswered pings it reconnects.
   std::chrono::milliseconds ping_interval{20000};
   int max_pings_out = 3;
-  /// Bytes buffered for publishing while reconnecting (cnats' reconnect buffer).
+  /// Try the servers in the order given (default: shuffled, as the official clients do). Servers
+  /// the cluster announces are tried after the configured ones.
+  bool no_randomize = false;
+  /// Up to this much random extra wait between reconnect rounds, so that many clients do not
+  /// come back at the same instant; 0 <= jitter <= reconnect_time_wait. -1: automatic (100 ms,
+  /// at most half of reconnect_time_wait).
+  std::chrono::milliseconds reconnect_jitter{-1};
+  /// Unused since natbus opens a fresh connection itself on every reconnect (nothing is buffered
+  /// for a dead connection: publishes wait for the next one, up to publish_timeout). Kept so
+  /// that existing configurations compile; still validated.
   int reconnect_buffer_size = 8 * 1024 * 1024;
   /// How long a publish waits for its PubAck.
   std::chrono::milliseconds publish_timeout{5000};
