@@ -480,7 +480,8 @@ Task<void> BusCore::supervise(Ref<BusCore> self) {
       }
       if (!adopted) {
         if (b.state_ != State::reconnecting) co_return;
-        log(LogLevel::debug, "nats_reconnect_failed", {{"url", redact_url(url)}, {"attempt", std::to_string(attempts)}, {"error", last_error}});
+        log(LogLevel::debug, "nats_reconnect_failed",
+            {{"url", redact_url(url)}, {"attempt", std::to_string(attempts)}, {"error", last_error}});
         continue;
       }
       b.set_state(State::open);
@@ -542,9 +543,7 @@ void BusCore::give_up(std::string reason) noexcept {
       {{"servers", redact_url(cfg_.server)},
        {"reason", closed_reason_},
        {"max_reconnect_attempts", std::to_string(cfg_.max_reconnect_attempts)}});
-  set_state(State::closed);
-  teardown_connection();
-  if (loop_ != nullptr) closed_waiters_.wake_all(*loop_);
+  close_now();
 }
 
 // ---- plain publishing ----------------------------------------------------------------------
@@ -600,8 +599,11 @@ void BusCore::teardown_connection() noexcept {
 }
 
 void BusCore::close_now() noexcept {
-  if (state_ == State::closed && !conn_ && !io_ && !dialing_) return;
-  if (state_ == State::open || state_ == State::closing || state_ == State::reconnecting)
+  if (state_ == State::closed && !conn_ && !io_ && !dialing_) {
+    if (loop_ != nullptr) loop_->remove_shutdown_hook(this);  // a bus destroyed after it gave up
+    return;
+  }
+  if (state_ == State::open || state_ == State::closing || (state_ == State::reconnecting && closed_reason_.empty()))
     log(LogLevel::info, "bus_closed", {{"name", cfg_.name}, {"mode", "immediate"}});
   set_state(State::closed);
   teardown_connection();
@@ -855,7 +857,9 @@ Task<ConnectionStatus> NatsBus::status_changed(ConnectionStatus seen, std::chron
   return status_changed_impl(Ref<BusCore>(&core), seen, detail::saturating_deadline(timeout));
 }
 
-std::string_view NatsBus::closed_reason() const noexcept { return core_ != nullptr ? std::string_view(core_->closed_reason()) : std::string_view{}; }
+std::string_view NatsBus::closed_reason() const noexcept {
+  return core_ != nullptr ? std::string_view(core_->closed_reason()) : std::string_view{};
+}
 
 std::uint64_t NatsBus::reconnects() const noexcept { return core_ != nullptr ? core_->reconnects() : 0; }
 

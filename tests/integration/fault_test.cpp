@@ -2,6 +2,7 @@
 // handlers, connection loss at awkward moments, max deliver and dead letters.
 // Every scenario checks JetStream's promise: nothing lost; duplicates only where the outcome
 // was reported as unknown; the bus keeps working without being recreated.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -591,11 +592,16 @@ TEST(Fault, StreamDeletedUnderLiveConsumers) {
 // cnats 3.4.1 alone carries the half frame into the next connection (nats.c#1007): a corrupted
 // message, or a parser stuck for good and a reconnect storm. The frame guard prevents both.
 namespace {
-void cut_mid_frame_and_check(CutProxy::Cut where) {
-  NatsServer server;
+/// A subscriber behind a CutProxy; the proxy ends its connection `cuts` times in a row at
+/// `where`. Every message must arrive whole (none built from two connections' bytes), messages
+/// must flow again after each cut, and the bus must reconnect exactly once per cut.
+void cut_and_check(CutProxy::Cut where, int cuts, const TestCerts* tls) {
+  NatsServer server(tls == nullptr ? ServerOptions{} : ServerOptions{.tls_cert = tls->server_cert, .tls_key = tls->server_key});
   CutProxy proxy(server.port());
-  NatsConfig sub_cfg = config_for(server);
-  sub_cfg.server = proxy.url();
+  NatsConfig pub_cfg = config_for(server);
+  if (tls != nullptr) pub_cfg.tls.ca_file = tls->ca_cert;
+  NatsConfig sub_cfg = pub_cfg;
+  sub_cfg.server = tls == nullptr ? proxy.url() : fmt::format("tls://127.0.0.1:{}", proxy.port());
   sub_cfg.name = "natbus-cut-test";
   sub_cfg.reconnect_time_wait = 50ms;
   sub_cfg.max_reconnect_attempts = -1;
@@ -603,8 +609,9 @@ void cut_mid_frame_and_check(CutProxy::Cut where) {
   int received = 0;
   int corrupted = 0;
   int last = -1;
+  std::uint64_t reconnects = 0;
   natbus::run([&]() -> Task<void> {
-    NatsBus publisher{config_for(server)};
+    NatsBus publisher{pub_cfg};
     NatsBus subscriber{sub_cfg};
     co_await publisher.connect();
     co_await subscriber.connect();
@@ -631,34 +638,133 @@ void cut_mid_frame_and_check(CutProxy::Cut where) {
       }
       co_await natbus::sleep(2ms);
     };
-    // Flowing, then cut, then flowing again on the reconnected connection.
+    // Flowing, then cut, then flowing again on the new connection; `cuts` times.
     while (received < 200) {
       co_await publish_some(20);
       if (n > 100000) break;
     }
-    proxy.cut_next_message(where);
-    const auto cut_deadline = std::chrono::steady_clock::now() + 20s;
-    while (proxy.cuts() == 0 && std::chrono::steady_clock::now() < cut_deadline) co_await publish_some(20);
-    EXPECT_EQ(proxy.cuts(), 1) << "the proxy never saw a message to cut";
-    const int after_cut = n;
-    const int received_at_cut = received;
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while ((last <= after_cut || received < received_at_cut + 300) && std::chrono::steady_clock::now() < deadline) {
-      co_await publish_some(20);
+    for (int c = 1; c <= cuts; ++c) {
+      proxy.cut_next_message(where);
+      const auto cut_deadline = std::chrono::steady_clock::now() + 20s;
+      while (proxy.cuts() < c && std::chrono::steady_clock::now() < cut_deadline) co_await publish_some(20);
+      EXPECT_EQ(proxy.cuts(), c) << "the proxy never saw a message to cut";
+      const int after_cut = n;
+      const int received_at_cut = received;
+      const auto deadline = std::chrono::steady_clock::now() + 30s;
+      while ((last <= after_cut || received < received_at_cut + 300) && std::chrono::steady_clock::now() < deadline) {
+        co_await publish_some(20);
+      }
+      EXPECT_GT(last, after_cut) << "messages stopped flowing after cut " << c << " (connections accepted: " << proxy.accepted() << ")";
+      EXPECT_GE(received, received_at_cut + 300) << "connections accepted: " << proxy.accepted();
     }
-    EXPECT_GT(last, after_cut) << "messages stopped flowing after the cut (connections accepted: " << proxy.accepted() << ")";
-    EXPECT_GE(received, received_at_cut + 300) << "connections accepted: " << proxy.accepted();
+    EXPECT_EQ(subscriber.status(), natbus::ConnectionStatus::connected);
+    reconnects = subscriber.reconnects();
     co_await subscriber.close();
     co_await publisher.close();
   }());
   EXPECT_EQ(corrupted, 0);
-  // One connection before the cut, one after it: a stuck parser would make many more.
-  EXPECT_EQ(proxy.accepted(), 2) << "reconnects after one cut";
-  std::printf("[fault] cut %s: received=%d corrupted=%d connections=%d\n", where == CutProxy::Cut::payload ? "payload" : "control line",
-              received, corrupted, proxy.accepted());
+  // One connection before the first cut and one after each: a stuck parser would make many more.
+  EXPECT_EQ(proxy.accepted(), cuts + 1) << "connections after " << cuts << " cuts";
+  EXPECT_EQ(reconnects, static_cast<std::uint64_t>(cuts));
+  std::printf("[fault] cut %s%s x%d: received=%d corrupted=%d connections=%d reconnects=%llu\n",
+              where == CutProxy::Cut::payload        ? "payload"
+              : where == CutProxy::Cut::control_line ? "control line"
+                                                     : "anywhere",
+              tls != nullptr ? " (TLS)" : "", cuts, received, corrupted, proxy.accepted(), static_cast<unsigned long long>(reconnects));
 }
 }  // namespace
 
-TEST(Fault, ConnectionCutInsideAPayloadRecoversWithoutCorruption) { cut_mid_frame_and_check(CutProxy::Cut::payload); }
+TEST(Fault, ConnectionCutInsideAPayloadRecoversWithoutCorruption) { cut_and_check(CutProxy::Cut::payload, 3, nullptr); }
 
-TEST(Fault, ConnectionCutInsideAControlLineRecoversWithoutCorruption) { cut_mid_frame_and_check(CutProxy::Cut::control_line); }
+TEST(Fault, ConnectionCutInsideAControlLineRecoversWithoutCorruption) { cut_and_check(CutProxy::Cut::control_line, 3, nullptr); }
+
+TEST(Fault, TlsConnectionCutMidRecordRecoversWithoutCorruption) {
+  // TLS records cannot be framed from outside: a cut inside one leaves cnats' parser wherever
+  // the last whole record ended. A fresh connection (and parser) per reconnect is what helps.
+  const TestCerts certs = TestCerts::make();
+  cut_and_check(CutProxy::Cut::anywhere, 3, &certs);
+}
+
+TEST(Fault, MaxReconnectAttemptsEndsTheBusAndEveryConsumerWithTheCause) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "GIVEUP", "giveup.*");
+  cfg.max_reconnect_attempts = 3;
+  cfg.reconnect_time_wait = 100ms;
+  std::vector<natbus::ConnectionStatus> seen;
+  std::string reason;
+  std::string fetch_error;
+  bool stream_ended = false;
+  bool push_active_after = true;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto on_push = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };
+    auto push = co_await bus.push_subscribe("giveup.*", on_push, {.durable = "gp"});
+    auto pull = co_await bus.pull_subscribe("giveup.*", {.durable = "gf"});
+    auto stream = co_await bus.messages("giveup.*", {.durable = "gs"});
+    server.stop();  // for good
+    auto s = bus.status();
+    seen.push_back(s);
+    // Waits for each change (no polling), bounded: 3 rounds of 100 ms and a 2 s connect timeout each.
+    while (s != natbus::ConnectionStatus::closed && seen.size() < 10) {
+      const auto next = co_await bus.status_changed(s, 30s);
+      if (next == s) break;  // timed out
+      s = next;
+      seen.push_back(s);
+    }
+    reason = std::string(bus.closed_reason());
+    ReceivedMessage m = co_await stream.next();
+    stream_ended = !m;
+    try {
+      (void)co_await pull.fetch(1, 1s);
+    } catch (const natbus::ClosedError& e) {
+      fetch_error = e.what();
+    }
+    push_active_after = push.active();
+  }());
+  ASSERT_GE(seen.size(), 3U);
+  EXPECT_EQ(seen[0], natbus::ConnectionStatus::connected);
+  EXPECT_EQ(seen[1], natbus::ConnectionStatus::reconnecting);
+  EXPECT_EQ(seen.back(), natbus::ConnectionStatus::closed);
+  EXPECT_NE(reason.find("max_reconnect_attempts 3"), std::string::npos) << reason;
+  EXPECT_TRUE(stream_ended);
+  EXPECT_NE(fetch_error.find("max_reconnect_attempts"), std::string::npos) << fetch_error;
+  EXPECT_FALSE(push_active_after);
+}
+
+TEST(Fault, LameDuckServerIsLeftForAnotherNodeWithoutLoss) {
+  NatsCluster cluster(3);
+  cluster.wait_for_jetstream();
+  // Only the first node is configured: the others are learnt from the cluster (connect_urls).
+  NatsConfig cfg = resilient(cluster.node(0).url(), "LDM", "ldm.*");
+  cfg.stream.replicas = 3;
+  constexpr int kCount = 600;
+  LogCapture logs;
+  Seen push_seen;
+  std::uint64_t reconnects = 0;
+  std::atomic<int> published{0};
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto on_push = push_seen.handler();
+    auto push = co_await bus.push_subscribe("ldm.*", on_push, {.durable = "lp", .ack_wait = 4s});
+    auto first = [&]() -> Task<void> { co_await publish_all(bus, "ldm.a", "m", kCount / 2, published); };
+    co_await first();
+    ::kill(cluster.node(0).pid(), SIGUSR2);  // lame duck mode: the server asks clients to leave, then exits
+    const bool moved = co_await eventually([&] { return bus.reconnects() >= 1; }, 20s);
+    EXPECT_TRUE(moved) << "the bus did not leave the lame-duck server";
+    std::atomic<int> more{0};
+    auto rest = [&]() -> Task<void> { co_await publish_all(bus, "ldm.a", "n", kCount / 2, more); };
+    co_await rest();
+    const bool all =
+        co_await eventually([&] { return push_seen.missing(kCount / 2, "m") == 0 && push_seen.missing(kCount / 2, "n") == 0; }, 60s);
+    EXPECT_TRUE(all) << "missing m=" << push_seen.missing(kCount / 2, "m") << " n=" << push_seen.missing(kCount / 2, "n");
+    reconnects = bus.reconnects();
+    co_await bus.close();
+  }());
+  EXPECT_GE(reconnects, 1U);
+  EXPECT_TRUE(logs.has_event("nats_server_discovered")) << "the other nodes were not learnt from the cluster";
+  EXPECT_TRUE(logs.has_event("nats_lame_duck_leaving")) << "the bus waited to be dropped instead of leaving";
+  std::printf("[fault] lame duck: reconnects=%llu delivered=%zu duplicates=%d\n", static_cast<unsigned long long>(reconnects),
+              push_seen.count.size(), push_seen.duplicates());
+}

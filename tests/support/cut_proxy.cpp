@@ -33,6 +33,7 @@ bool send_all(int fd, const char* data, std::size_t len) {
 
 /// Where to cut `chunk` for `where`, or npos when no whole-enough frame start is in it.
 std::size_t cut_point(std::string_view chunk, CutProxy::Cut where) {
+  if (where == CutProxy::Cut::anywhere) return chunk.size() >= 64 ? chunk.size() / 2 : std::string_view::npos;
   for (std::size_t at = chunk.find("MSG "); at != std::string_view::npos; at = chunk.find("MSG ", at + 1)) {
     std::size_t start = at;
     if (start > 0 && chunk[start - 1] == 'H') --start;

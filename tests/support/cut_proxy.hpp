@@ -26,9 +26,11 @@ class CutProxy {
   enum class Cut {
     control_line,  // inside the "MSG ..." / "HMSG ..." line
     payload,       // inside the message's payload
+    anywhere,      // in the middle of the next chunk the server sends (TLS: inside a record)
   };
   /// Arms a cut: the next server-to-client MSG or HMSG frame seen on any relayed connection is
-  /// relayed only up to `where`, then that connection is closed at both ends.
+  /// relayed only up to `where`, then that connection is closed at both ends. `anywhere` cuts
+  /// the next chunk of 64 bytes or more in its middle, whatever it holds (encrypted TLS records).
   void cut_next_message(Cut where);
   /// Cuts made so far.
   [[nodiscard]] int cuts() const noexcept { return cuts_.load(); }

@@ -131,6 +131,12 @@ TEST(Config, ValidationNamesTheField) {
   EXPECT_NE(validate_error(NatsConfig{.max_ack_pending = 0}).find("max_ack_pending"), std::string::npos);
   EXPECT_NE(validate_error(NatsConfig{.js_api_timeout = 0ms}).find("js_api_timeout"), std::string::npos);
   EXPECT_NE(validate_error(NatsConfig{.reconnect_time_wait = -1ms}).find("reconnect_time_wait"), std::string::npos);
+  EXPECT_NE(validate_error(NatsConfig{.reconnect_time_wait = 0ms}).find("reconnect_time_wait"), std::string::npos);
+  const std::string jitter = validate_error(NatsConfig{.reconnect_time_wait = 100ms, .reconnect_jitter = 200ms});
+  EXPECT_NE(jitter.find("reconnect_jitter"), std::string::npos) << jitter;
+  EXPECT_NE(jitter.find("200 ms"), std::string::npos) << jitter;
+  EXPECT_NE(validate_error(NatsConfig{.reconnect_jitter = -2ms}).find("reconnect_jitter"), std::string::npos);
+  EXPECT_EQ(validate_error(NatsConfig{.reconnect_time_wait = 100ms, .reconnect_jitter = 100ms}), "no error");
   EXPECT_NE(validate_error(NatsConfig{.max_reconnect_attempts = -2}).find("max_reconnect_attempts"), std::string::npos);
   EXPECT_NE(validate_error(NatsConfig{.password = "x"}).find("NatsConfig.password"), std::string::npos);
   NatsConfig creds;
