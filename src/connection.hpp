@@ -101,7 +101,7 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   bool out_armed_ = false;            // loop thread: EPOLLOUT registered after a partial write
   ConnListener* listener_ = nullptr;  // loop thread
   std::uint64_t registry_id_ = 0;     // closure of the connection-event callbacks
-  bool lost_told_ = false;             // loop thread: on_conn_lost() was called
+  bool lost_told_ = false;            // loop thread: on_conn_lost() was called
 };
 
 }  // namespace natbus::detail

@@ -129,8 +129,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
                            ctx);
       case NATS_CONNECTION_DISCONNECTED:
         throw ConnectionError(
-            "the connection was lost before the PubAck arrived; the message may or may not be stored: retry with the same msg_id",
-            ctx);
+            "the connection was lost before the PubAck arrived; the message may or may not be stored: retry with the same msg_id", ctx);
       default:
         throw ClosedError("the connection closed before the PubAck arrived; the message may or may not be stored", ctx);
     }
