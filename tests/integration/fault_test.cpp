@@ -789,6 +789,43 @@ TEST(Fault, TlsConnectionCutMidRecordRecoversWithoutCorruption) {
   cut_and_check(CutProxy::Cut::anywhere, 3, &certs);
 }
 
+TEST(Fault, PubAckOutstandingAtLossFailsAtOnceAndPublishesWaitForTheNewConnection) {
+  NatsServer server;
+  NatsConfig cfg = resilient(server.url(), "LOSS", "loss.*");
+  cfg.publish_timeout = 15s;  // the failure must come from the loss, long before this
+  std::string what;
+  auto lost_after = std::chrono::milliseconds::max();
+  std::uint64_t sequence = 0;
+  std::thread restarter;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    server.freeze();  // the publish reaches the socket; no PubAck comes
+    auto msg = BusMessage::from_text("loss.x", "first", {.msg_id = "first"});
+    auto future = co_await bus.publish_async(std::move(msg));
+    const auto t0 = std::chrono::steady_clock::now();
+    server.kill();  // the frozen server dies: its sockets close under the client
+    try {
+      (void)co_await std::move(future);
+      ADD_FAILURE() << "the PubAck of a publish sent to a dead server arrived";
+    } catch (const natbus::ConnectionError& e) {
+      what = e.what();
+      lost_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    }
+    EXPECT_EQ(bus.status(), natbus::ConnectionStatus::reconnecting);
+    restarter = std::thread([&] { server.start(); });
+    // Published while the bus reconnects: waits for the new connection, then is stored.
+    auto again = BusMessage::from_text("loss.x", "first", {.msg_id = "first"});
+    const natbus::PubAck ack = co_await bus.publish(std::move(again));
+    sequence = ack.sequence;
+    co_await bus.close();
+  }());
+  if (restarter.joinable()) restarter.join();
+  EXPECT_LT(lost_after, 5s) << "the outcome was reported only after " << lost_after.count() << " ms";
+  EXPECT_NE(what.find("retry with the same msg_id"), std::string::npos) << what;
+  EXPECT_EQ(sequence, 1U);
+}
+
 TEST(Fault, MaxReconnectAttemptsEndsTheBusAndEveryConsumerWithTheCause) {
   NatsServer server;
   NatsConfig cfg = resilient(server.url(), "GIVEUP", "giveup.*");
