@@ -258,15 +258,19 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   std::size_t pub_inflight_ = 0;
   WaitList pub_window_;
   WaitList pub_all_settled_;
-  std::unordered_map<std::string, Clock::time_point> dedupe_;
+  std::unordered_map<std::string, Clock::time_point, StringHash, std::equal_to<>> dedupe_;
   Clock::time_point dedupe_swept_{};
   WaitList closed_waiters_;
   WaitList connect_done_;
   bool ever_connected_ = false;
 
  public:
-  /// Client-side dedupe_window check: true when `correlation_id` was published within the window.
-  bool seen_recently(const std::string& correlation_id);
+  /// Client-side dedupe_window check: true when a publish with `correlation_id` was acknowledged
+  /// by the server within the window. Only acknowledged publishes count: a failed attempt
+  /// leaves nothing behind, so its retry goes out.
+  bool published_recently(std::string_view correlation_id);
+  /// The server acknowledged a publish with this correlation id (dedupe_window on).
+  void remember_published(std::string correlation_id);
 };
 
 /// Ref<BusCore> of a NatsBus, with the checks public entry points share.

@@ -32,6 +32,12 @@ struct PubSlot final : Mux::Waiter {
   void on_reply(MsgPtr reply, natsStatus status) noexcept override;
   void settle() noexcept {
     done = true;
+    if (!error && !dedupe_id.empty()) {
+      try {
+        bus->remember_published(std::move(dedupe_id));
+      } catch (...) {  // out of memory: the window forgets this one
+      }
+    }
     auto& c = bus->counters().publish;
     if (error) {
       ++c.failed;
@@ -69,7 +75,8 @@ struct PubSlot final : Mux::Waiter {
   std::array<char, 120> subject_inline{};
   std::size_t subject_len = 0;
   std::string subject_long;
-  bool fast = false;  // sent on the Mux's fast lane
+  bool fast = false;       // sent on the Mux's fast lane
+  std::string dedupe_id;  // the correlation id, when dedupe_window is on: remembered once acked
   PubAck ack;
   std::exception_ptr error;
   std::coroutine_handle<> waiter{};
@@ -159,18 +166,17 @@ void BusCore::publish_settled() noexcept {
   if (pub_inflight_ == 0) pub_all_settled_.wake_all(*loop_);
 }
 
-bool BusCore::seen_recently(const std::string& correlation_id) {
+bool BusCore::published_recently(std::string_view correlation_id) {
   const auto now = Clock::now();
   if (now - dedupe_swept_ > cfg_.dedupe_window) {
     std::erase_if(dedupe_, [&](const auto& kv) { return now - kv.second > cfg_.dedupe_window; });
     dedupe_swept_ = now;
   }
-  auto [it, inserted] = dedupe_.try_emplace(correlation_id, now);
-  if (inserted) return false;
-  if (now - it->second <= cfg_.dedupe_window) return true;
-  it->second = now;
-  return false;
+  const auto it = dedupe_.find(correlation_id);
+  return it != dedupe_.end() && now - it->second <= cfg_.dedupe_window;
 }
+
+void BusCore::remember_published(std::string correlation_id) { dedupe_.insert_or_assign(std::move(correlation_id), Clock::now()); }
 
 MsgPtr BusCore::to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const {
   natsMsg* raw = nullptr;
@@ -231,7 +237,8 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   // While the supervisor reconnects, a publish waits for the new connection (bounded).
   if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
   ensure_open(op);
-  if (cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty() && seen_recently(std::string(msg.correlation_id()))) {
+  const bool dedupe = cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty();
+  if (dedupe && published_recently(msg.correlation_id())) {
     // Python's dedupe_window: a publish whose correlation id was published within the window
     // is dropped; report it as a duplicate without touching the server.
     log(LogLevel::debug, "publish_deduplicated",
@@ -255,6 +262,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
 
   auto* slot = new PubSlot(this);  // reference for the Mux
   slot->set_subject(msg.subject());
+  if (dedupe) slot->dedupe_id.assign(msg.correlation_id());
   try {
     char reply[256];
     slot->fast = stream_known(msg.subject());

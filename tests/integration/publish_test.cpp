@@ -173,6 +173,50 @@ TEST(Publish, DedupeWindowDropsRepeatedCorrelationIds) {
   }());
 }
 
+TEST(Publish, DedupeWindowCountsOnlyAcknowledgedPublishesSoRetriesGoOut) {
+  // A first attempt that fails leaves its correlation id unrecorded: the retry is published.
+  NatsServer server(ServerOptions{.max_payload = 4096});
+  NatsConfig cfg = stream_config(server, "RDEDUP", "rdedup.*");
+  cfg.dedupe_window = 30s;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    // 1. Too large the first time.
+    auto big = BusMessage::from_text("rdedup.a", std::string(8000, 'x'), {.correlation_id = "big-corr"});
+    bool refused = false;
+    try {
+      co_await bus.publish(std::move(big));
+    } catch (const natbus::PayloadTooLargeError&) {
+      refused = true;
+    }
+    EXPECT_TRUE(refused);
+    auto small = BusMessage::from_text("rdedup.a", "fits", {.correlation_id = "big-corr"});
+    const PubAck a = co_await bus.publish(std::move(small));
+    EXPECT_FALSE(a.duplicate) << "the retry of a refused publish was dropped as a duplicate";
+    EXPECT_GT(a.sequence, 0U);
+    // 2. No stream the first time; the stream appears; the retry is stored.
+    auto early = BusMessage::from_text("late.a", "x", {.correlation_id = "ns-corr"});
+    bool no_stream = false;
+    try {
+      co_await bus.publish(std::move(early));
+    } catch (const natbus::NoStreamError&) {
+      no_stream = true;
+    }
+    EXPECT_TRUE(no_stream);
+    const std::vector<std::string> subjects{"late.*"};
+    co_await bus.create_stream("LATE", subjects);
+    auto retry = BusMessage::from_text("late.a", "x", {.correlation_id = "ns-corr"});
+    const PubAck b = co_await bus.publish(std::move(retry));
+    EXPECT_FALSE(b.duplicate) << "the retry after a no-stream error was dropped as a duplicate";
+    EXPECT_EQ(b.sequence, 1U);
+    // Once acknowledged, the window does drop the same id.
+    auto again = BusMessage::from_text("late.a", "x", {.correlation_id = "ns-corr"});
+    EXPECT_TRUE((co_await bus.publish(std::move(again))).duplicate);
+    EXPECT_EQ((co_await bus.stream_info("LATE")).messages, 1U);
+    co_await bus.close();
+  }());
+}
+
 TEST(Publish, NoStreamForSubject) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
