@@ -1091,19 +1091,17 @@ Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
   if (!r.spec.durable.empty()) {
     if (detail::SubCore* existing = bus->find_durable(r.spec.stream, r.spec.durable)) {
-      if (existing->queue() != r.spec.queue) {
-        ErrorContext ctx;
-        ctx.operation = r.spec.op;
-        ctx.stream = r.spec.stream;
-        ctx.durable = r.spec.durable;
-        throw InvalidArgument(
-            fmt::format("durable is already subscribed in this process with queue \"{}\", not \"{}\"", existing->queue(), r.spec.queue),
-            std::move(ctx));
-      }
-      // Same durable twice in one process: share the subscription instead of a second
-      // delivery of every message (the first handler keeps running).
-      log(LogLevel::warn, "sub_reused", {{"stream", r.spec.stream}, {"durable", r.spec.durable}, {"queue", r.spec.queue}});
-      co_return Subscription(existing);
+      // A second handler on the same durable would never see a message (the server delivers
+      // each once to the deliver subject): say so instead of keeping the first one silently.
+      ErrorContext ctx;
+      ctx.operation = r.spec.op;
+      ctx.stream = r.spec.stream;
+      ctx.durable = r.spec.durable;
+      throw InvalidArgument(fmt::format("durable \"{}\" on stream \"{}\" is already subscribed in this process{}: keep the first "
+                                        "Subscription (raise its max_concurrency for more parallel handlers) or close it first",
+                                        r.spec.durable, r.spec.stream,
+                                        existing->queue().empty() ? std::string() : fmt::format(" (queue \"{}\")", existing->queue())),
+                            std::move(ctx));
     }
   }
   auto core = Ref<detail::PushCore>::adopt(new detail::PushCore(bus.get(), std::move(handler)));

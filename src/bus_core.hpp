@@ -91,7 +91,10 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   Task<void> close();
   /// Synchronous, bounded close (NatsBus destructor, loop shutdown).
   void close_now() noexcept;
-  void on_loop_shutdown() noexcept override { close_now(); }
+  void on_loop_shutdown() noexcept override {
+    close_now();
+    loop_ = nullptr;  // the loop is going away; a bus that outlives it must not touch it
+  }
 
   [[nodiscard]] const NatsConfig& config() const noexcept { return cfg_; }
   [[nodiscard]] State state() const noexcept { return state_; }

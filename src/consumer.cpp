@@ -186,6 +186,10 @@ SubCore::~SubCore() {
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
   }
+  // A start that never finished (its coroutine destroyed while it waited for the server's
+  // answer) registered this subscription without a handle to stop it: the bus must forget it.
+  bus_->remove_sink(this);
+  bus_->unregister_sub(this);
 }
 
 void SubCore::drop_handle() noexcept {

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "bus_core.hpp"
 #include "support/bus_test.hpp"
 #include "support/child_process.hpp"
 
@@ -356,25 +357,64 @@ TEST(Consume, QueueGroupSharesWithoutDuplicatesOrLoss) {
   }());
 }
 
-TEST(Consume, SameDurableTwiceInOneProcessDoesNotDoubleDeliver) {
+TEST(Consume, SameDurableTwiceInOneProcessIsAClearErrorAndTheFirstKeepsWorking) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
     NatsBus bus{stream_config(server, "TWICE", "twice.*")};
     co_await bus.connect();
     int handled = 0;
+    int second_handled = 0;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
       ++handled;
       co_await m.ack();
     };
+    auto second_handler = [&](ReceivedMessage m) -> Task<void> {
+      ++second_handled;
+      co_await m.ack();
+    };
     auto first = co_await bus.push_subscribe("twice.*", handler, {.durable = "twice"});
-    auto second = co_await bus.push_subscribe("twice.*", handler, {.durable = "twice"});
+    std::string what;
+    try {
+      auto second = co_await bus.push_subscribe("twice.*", second_handler, {.durable = "twice"});
+      ADD_FAILURE() << "a second subscription of the same durable was accepted";
+    } catch (const natbus::InvalidArgument& e) {
+      what = e.what();
+    }
+    EXPECT_NE(what.find("\"twice\""), std::string::npos) << what;
+    EXPECT_NE(what.find("already subscribed"), std::string::npos) << what;
+    EXPECT_THROW(co_await bus.push_subscribe("twice.*", handler, {.durable = "twice", .queue = "other"}), natbus::InvalidArgument);
     co_await publish_n(bus, "twice.a", 20);
     EXPECT_TRUE(co_await eventually([&] { return handled >= 20; }));
-    co_await natbus::sleep(200ms);
+    co_await natbus::sleep(200ms);  // time for a wrong second delivery to show (none may come)
     EXPECT_EQ(handled, 20);
-    EXPECT_THROW(co_await bus.push_subscribe("twice.*", handler, {.durable = "twice", .queue = "other"}), natbus::InvalidArgument);
+    EXPECT_EQ(second_handled, 0);
     co_await bus.close();
   }());
+}
+
+TEST(Consume, SubscribingAbandonedWhenRunEndsLeavesNothingDangling) {
+  // run() ends while spawned tasks are still inside subscribe_core (serve and push_subscribe
+  // end the same way),
+  // waiting for the server to confirm the interest: the half-made subscriptions are destroyed
+  // with the task, and the bus (which outlives run() here) must not be left pointing at them.
+  NatsServer server;
+  NatsBus bus{stream_config(server, "ABANDON", "abandon.*")};
+  auto on_msg = [](ReceivedMessage) -> Task<void> { co_return; };
+  natbus::run([&]() -> Task<void> {
+    co_await bus.connect();
+    server.freeze();  // the confirmation (PING/PONG) never comes
+    natbus::spawn([](NatsBus& b, decltype(on_msg)& h) -> Task<void> {
+      auto s = co_await b.subscribe_core("abandon.core", h);
+      ADD_FAILURE() << "subscribed to a frozen server";
+    }(bus, on_msg));
+    natbus::spawn([](NatsBus& b, decltype(on_msg)& h) -> Task<void> {
+      auto s = co_await b.subscribe_core("abandon.queue", h, {.queue = "q"});
+      ADD_FAILURE() << "subscribed to a frozen server";
+    }(bus, on_msg));
+    EXPECT_TRUE(co_await eventually([&] { return bus.core()->subscriptions().size() == 2; }, 5s));
+  }());  // the loop ends here with both tasks suspended inside their subscribe calls
+  server.thaw();
+  EXPECT_EQ(bus.status(), natbus::ConnectionStatus::closed);
 }
 
 TEST(Consume, DestroyingTheSubscriptionStopsDeliveryAndKeepsTheDurable) {
