@@ -1018,7 +1018,28 @@ struct Resolved {
   bool manual_ack = true;
   int max_concurrency = 1;
   std::string dead_letter_subject;
+  RetryBackoff retry_backoff{};
+  std::vector<std::chrono::milliseconds> retry_backoff_steps;
 };
+
+/// The redelivery backoff of a subscription: its own, else NatsConfig's; validated, copied.
+template <class O>
+void resolve_backoff(const NatsConfig& cfg, std::string_view op, const O& o, Resolved& r) {
+  if constexpr (requires { o.retry_backoff; }) {
+    r.retry_backoff = o.retry_backoff.value_or(cfg.retry_backoff);
+    if (!o.retry_backoff_steps.empty()) {
+      r.retry_backoff_steps.assign(o.retry_backoff_steps.begin(), o.retry_backoff_steps.end());
+    } else if (!o.retry_backoff.has_value()) {
+      r.retry_backoff_steps = cfg.retry_backoff_steps;
+    }
+  } else {
+    r.retry_backoff = cfg.retry_backoff;
+    r.retry_backoff_steps = cfg.retry_backoff_steps;
+  }
+  if (auto p = detail::backoff_problem(r.retry_backoff, r.retry_backoff_steps); !p.empty()) {
+    throw InvalidArgument(fmt::format("retry_backoff: {}", p), ErrorContext{.operation = std::string(op)});
+  }
+}
 
 template <class O>
 void resolve_dead_letter(const NatsConfig& cfg, std::string_view op, const O& o, Resolved& r) {
@@ -1054,6 +1075,7 @@ void common_spec(const NatsConfig& cfg, std::string_view op, std::string_view su
   require_positive(op, "ack_wait", s.ack_wait);
   require_concurrency(op, o.max_concurrency);
   r.max_concurrency = o.max_concurrency;
+  resolve_backoff(cfg, op, o, r);
 }
 
 void resolve_durable_fields(const NatsConfig& cfg, std::string_view op, std::string_view durable, const auto& o, Resolved& r) {
@@ -1108,6 +1130,8 @@ Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   core->manual_ack_ = r.manual_ack;
   core->max_concurrency_ = r.max_concurrency;
   core->dead_letter_subject_ = std::move(r.dead_letter_subject);
+  core->retry_backoff_ = r.retry_backoff;
+  core->retry_backoff_steps_ = std::move(r.retry_backoff_steps);
   co_await core->start(std::move(r.spec));
   co_return Subscription(core.get());
 }
@@ -1120,6 +1144,8 @@ Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   core->manual_ack_ = r.manual_ack;
   core->max_concurrency_ = r.max_concurrency;
   core->dead_letter_subject_ = std::move(r.dead_letter_subject);
+  core->retry_backoff_ = r.retry_backoff;
+  core->retry_backoff_steps_ = std::move(r.retry_backoff_steps);
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
   co_return Subscription(core.get());
 }

@@ -213,6 +213,7 @@ void validate(const NatsConfig& c) {
   if (c.max_ack_pending == 0 || c.max_ack_pending < -1)
     config_error("max_ack_pending", fmt::format("must be positive or -1 (unlimited), got {}", c.max_ack_pending));
   non_negative("dedupe_window", c.dedupe_window);
+  if (auto p = detail::backoff_problem(c.retry_backoff, c.retry_backoff_steps); !p.empty()) config_error("retry_backoff", p);
   positive("js_api_timeout", c.js_api_timeout);
   positive("connect_timeout", c.connect_timeout);
   positive("ping_interval", c.ping_interval);

@@ -490,11 +490,26 @@ void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexce
       what = e.what();
     } catch (...) {
     }
+    // Nak with a delay that grows with the delivery count: a handler failing because its
+    // database is down must not replay the message at network speed.
+    const bool naks = jetstream && msg->state == AckState::none;
+    const auto delay = naks ? backoff_delay(retry_backoff_, retry_backoff_steps_, delivery_count(natsMsg_GetReply(msg->msg.get())))
+                            : std::chrono::milliseconds(0);
     log(LogLevel::error, "sub_handler_error",
-        {{"subject", std::string(natsMsg_GetSubject(msg->msg.get()))}, {"durable", durable_}, {"queue", queue_}, {"error", what}});
-    if (jetstream && msg->state == AckState::none) {
+        {{"subject", std::string(natsMsg_GetSubject(msg->msg.get()))},
+         {"durable", durable_},
+         {"queue", queue_},
+         {"error", what},
+         {"redelivery_delay_ms", naks ? std::to_string(delay.count()) : std::string("-")}});
+    if (naks) {
       try {
-        send_ack(*msg, "nak", "-NAK", AckState::naked);
+        if (delay.count() > 0) {
+          const std::string body =
+              fmt::format("-NAK {{\"delay\": {}}}", std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count());
+          send_ack(*msg, "nak", body, AckState::naked);
+        } else {
+          send_ack(*msg, "nak", "-NAK", AckState::naked);
+        }
       } catch (const std::exception& e) {
         log(LogLevel::warn, "sub_nak_failed", {{"durable", durable_}, {"error", e.what()}});
       }

@@ -92,6 +92,8 @@ class SubCore : public RefCounted, public MsgSink {
   bool manual_ack_ = true;
   int max_concurrency_ = 1;
   std::string dead_letter_subject_;
+  RetryBackoff retry_backoff_{};
+  std::vector<std::chrono::milliseconds> retry_backoff_steps_;
   int max_deliver_ = -1;
   // Metrics (loop thread).
   std::uint64_t redelivered_ = 0;

@@ -75,7 +75,7 @@ struct PubSlot final : Mux::Waiter {
   std::array<char, 120> subject_inline{};
   std::size_t subject_len = 0;
   std::string subject_long;
-  bool fast = false;       // sent on the Mux's fast lane
+  bool fast = false;      // sent on the Mux's fast lane
   std::string dedupe_id;  // the correlation id, when dedupe_window is on: remembered once acked
   PubAck ack;
   std::exception_ptr error;

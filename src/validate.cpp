@@ -1,5 +1,8 @@
 #include "validate.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "natbus/error.hpp"
@@ -93,6 +96,27 @@ std::string quote(std::string_view v, std::size_t max) {
 void check(std::string_view op, std::string_view what, std::string_view value, const std::string& problem) {
   if (problem.empty()) return;
   throw InvalidArgument(fmt::format("{} {}: {}", what, quote(value), problem), ErrorContext{.operation = std::string(op)});
+}
+
+std::string backoff_problem(const RetryBackoff& b, std::span<const std::chrono::milliseconds> steps) {
+  if (b.initial.count() < 0) return fmt::format("initial must not be negative, got {} ms", b.initial.count());
+  if (b.max < b.initial) return fmt::format("max ({} ms) must not be below initial ({} ms)", b.max.count(), b.initial.count());
+  if (!(b.multiplier >= 1.0) || !std::isfinite(b.multiplier)) return fmt::format("multiplier must be 1 or more, got {}", b.multiplier);
+  if (steps.size() > 1000) return fmt::format("at most 1000 steps, got {}", steps.size());
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].count() <= 0) return fmt::format("step {} must be positive, got {} ms", i, steps[i].count());
+  }
+  return {};
+}
+
+std::chrono::milliseconds backoff_delay(const RetryBackoff& b, std::span<const std::chrono::milliseconds> steps,
+                                        std::uint64_t delivery) noexcept {
+  const std::uint64_t n = delivery == 0 ? 1 : delivery;
+  if (!steps.empty()) return steps[static_cast<std::size_t>(std::min<std::uint64_t>(n, steps.size()) - 1)];
+  if (b.initial.count() <= 0) return std::chrono::milliseconds(0);
+  double d = static_cast<double>(b.initial.count());
+  for (std::uint64_t i = 1; i < n && d < static_cast<double>(b.max.count()); ++i) d *= b.multiplier;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(d, static_cast<double>(b.max.count()))));
 }
 
 }  // namespace natbus::detail

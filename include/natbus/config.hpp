@@ -53,6 +53,16 @@ struct TlsOptions {
   bool skip_verify = false;         ///< do not verify the server certificate (never in production)
 };
 
+/// How long the server waits before it redelivers a message whose handler threw (natbus naks it
+/// with a delay): `initial` after the first failed delivery, times `multiplier` after each
+/// further one, at most `max`. A failing dependency then costs a few deliveries a minute, not a
+/// redelivery storm. `initial` 0: a plain nak, redelivered at once. multiplier 1: a fixed delay.
+struct RetryBackoff {
+  std::chrono::milliseconds initial{250};
+  std::chrono::milliseconds max{30000};
+  double multiplier = 2.0;
+};
+
 struct NatsConfig {
   // ---- The Python library's fields, in its order and with its defaults ----
 
@@ -127,6 +137,11 @@ struct NatsConfig {
   /// Where a message goes when its handler fails on its last delivery (max_deliver), with its
   /// original headers plus x-dead-letter-reason and friends (empty: nowhere).
   std::string dead_letter_subject{};
+  /// Delay before a message whose handler threw is redelivered (subscriptions may override).
+  RetryBackoff retry_backoff{};
+  /// Explicit delays instead, like the server's consumer `backoff`: the n-th failed delivery
+  /// waits retry_backoff_steps[n-1] (the last one repeats). Empty: retry_backoff.
+  std::vector<std::chrono::milliseconds> retry_backoff_steps{};
   /// Check for JetStream on connect (and create the stream). false: core NATS only.
   bool jetstream = true;
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "natbus/config.hpp"
@@ -47,6 +48,10 @@ struct PushOptions {
   /// Where a message goes when its handler fails on its last delivery (max_deliver): a copy with
   /// the original headers and x-dead-letter-* headers saying why. Empty: NatsConfig's.
   std::string_view dead_letter_subject{};
+  /// Redelivery delay after a handler throws. Unset: NatsConfig::retry_backoff.
+  std::optional<RetryBackoff> retry_backoff{};
+  /// Explicit delays (the last repeats), copied at the call; empty: NatsConfig's.
+  std::span<const std::chrono::milliseconds> retry_backoff_steps{};
 };
 
 /// pull_subscribe(): a durable pull consumer.
@@ -74,6 +79,10 @@ struct PullOptions {
   std::chrono::milliseconds idle_heartbeat{0};
   /// As PushOptions::dead_letter_subject.
   std::string_view dead_letter_subject{};
+  /// Redelivery delay after a handler throws. Unset: NatsConfig::retry_backoff.
+  std::optional<RetryBackoff> retry_backoff{};
+  /// Explicit delays (the last repeats), copied at the call; empty: NatsConfig's.
+  std::span<const std::chrono::milliseconds> retry_backoff_steps{};
 };
 
 /// ephemeral_push_subscribe(): a consumer without a name that the server removes once nobody

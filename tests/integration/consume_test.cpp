@@ -252,6 +252,43 @@ TEST(Consume, AutoAckAndNakOnThrow) {
   EXPECT_TRUE(logged) << logs.all();
 }
 
+TEST(Consume, FailingHandlerBacksOffInsteadOfARedeliveryStorm) {
+  // A handler that always throws (its database is down): the message is nak'ed with a growing
+  // delay, so it comes back a few times in 5 s, not thousands; a working handler gets it later.
+  NatsServer server;
+  LogCapture logs;
+  int deliveries = 0;
+  int handled = 0;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{stream_config(server, "STORM", "storm.*")};
+    co_await bus.connect();
+    auto failing = [&](ReceivedMessage) -> Task<void> {
+      ++deliveries;
+      throw std::runtime_error("database down");
+      co_return;
+    };
+    auto working = [&](ReceivedMessage m) -> Task<void> {
+      ++handled;
+      co_await m.ack();
+    };
+    {
+      auto sub = co_await bus.push_subscribe("storm.*", failing, {.durable = "storm"});
+      co_await publish_n(bus, "storm.a", 1);
+      co_await natbus::sleep(5s);  // the window in which deliveries are counted
+    }
+    auto sub = co_await bus.push_subscribe("storm.*", working, {.durable = "storm"});
+    EXPECT_TRUE(co_await eventually([&] { return handled == 1; }, 40s)) << "the message never reached the working handler";
+    co_await bus.close();
+  }());
+  std::printf("[consume] failing handler: %d deliveries in 5 s\n", deliveries);
+  EXPECT_GE(deliveries, 2);
+  EXPECT_LE(deliveries, 20);
+  bool logged_delay = false;
+  for (const auto& l : logs.lines())
+    logged_delay |= l.find("sub_handler_error") != std::string::npos && l.find("redelivery_delay_ms=250") != std::string::npos;
+  EXPECT_TRUE(logged_delay) << "the first failure should be logged with its 250 ms delay";
+}
+
 TEST(Consume, ManualAckHandlerThatThrowsIsNaked) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {

@@ -10,6 +10,7 @@
 #include "natbus/log.hpp"
 #include "natbus/version.hpp"
 #include "util.hpp"
+#include "validate.hpp"
 
 TEST(Error, WhatNamesOperationContextAndServerText) {
   natbus::ErrorContext ctx;
@@ -172,4 +173,27 @@ TEST(Config, NameThatWouldBreakTheConnectProtocolIsAConfigError) {
   } catch (const natbus::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("name"), std::string::npos) << e.what();
   }
+}
+
+TEST(RetryBackoff, DelaysGrowWithTheDeliveryCountUpToTheCap) {
+  using natbus::detail::backoff_delay;
+  using std::chrono::milliseconds;
+  const natbus::RetryBackoff def{};
+  EXPECT_EQ(backoff_delay(def, {}, 1), milliseconds(250));
+  EXPECT_EQ(backoff_delay(def, {}, 2), milliseconds(500));
+  EXPECT_EQ(backoff_delay(def, {}, 5), milliseconds(4000));
+  EXPECT_EQ(backoff_delay(def, {}, 1000), milliseconds(30000));
+  EXPECT_EQ(backoff_delay(def, {}, 0), milliseconds(250));                                             // no delivery count known
+  EXPECT_EQ(backoff_delay(natbus::RetryBackoff{.initial = milliseconds(0)}, {}, 7), milliseconds(0));  // off: plain nak
+  EXPECT_EQ(backoff_delay(natbus::RetryBackoff{.initial = milliseconds(700), .multiplier = 1.0}, {}, 9), milliseconds(700));
+  const std::vector<milliseconds> steps{milliseconds(10), milliseconds(20), milliseconds(90)};
+  EXPECT_EQ(backoff_delay(def, steps, 1), milliseconds(10));
+  EXPECT_EQ(backoff_delay(def, steps, 3), milliseconds(90));
+  EXPECT_EQ(backoff_delay(def, steps, 50), milliseconds(90));  // the last step repeats
+  EXPECT_NE(natbus::detail::backoff_problem(natbus::RetryBackoff{.multiplier = 0.5}, {}).find("multiplier"), std::string::npos);
+  EXPECT_NE(natbus::detail::backoff_problem(natbus::RetryBackoff{.initial = milliseconds(5), .max = milliseconds(1)}, {}).find("max"),
+            std::string::npos);
+  const std::vector<milliseconds> bad{milliseconds(10), milliseconds(0)};
+  EXPECT_NE(natbus::detail::backoff_problem(def, bad).find("step 1"), std::string::npos);
+  EXPECT_EQ(natbus::detail::backoff_problem(def, steps), "");
 }
