@@ -165,13 +165,13 @@ void BusCore::set_state(State s) noexcept {
 
 Task<BusCore::State> BusCore::state_changed(State seen, Clock::time_point deadline) {
   Ref<BusCore> keep(this);
-  while (state_ == seen && Clock::now() < deadline) co_await WaitUntil(state_waiters_, deadline);
+  while (state_ == seen && Clock::now() < deadline) (void)co_await WaitUntil(state_waiters_, deadline);
   co_return state_;
 }
 
 Task<bool> BusCore::wait_connected(Clock::time_point deadline) {
   Ref<BusCore> keep(this);
-  while (state_ == State::reconnecting && Clock::now() < deadline) co_await WaitUntil(state_waiters_, deadline);
+  while (state_ == State::reconnecting && Clock::now() < deadline) (void)co_await WaitUntil(state_waiters_, deadline);
   co_return state_ == State::open;
 }
 
@@ -503,7 +503,7 @@ Task<void> BusCore::supervise(Ref<BusCore> self) {
       co_return;
     }
     const auto deadline = Clock::now() + b.reconnect_delay();
-    while (b.state_ == State::reconnecting && Clock::now() < deadline) co_await WaitUntil(b.state_waiters_, deadline);
+    while (b.state_ == State::reconnecting && Clock::now() < deadline) (void)co_await WaitUntil(b.state_waiters_, deadline);
   }
 }
 
@@ -842,7 +842,7 @@ Task<ConnectionStatus> status_changed_impl(Ref<BusCore> bus, ConnectionStatus se
   // States that look the same from outside (none today) would wake without a change: loop.
   while (to_status(bus->state()) == seen && detail::Clock::now() < deadline) {
     const BusCore::State now = bus->state();
-    co_await bus->state_changed(now, deadline);
+    (void)co_await bus->state_changed(now, deadline);
   }
   co_return to_status(bus->state());
 }
