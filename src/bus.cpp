@@ -679,6 +679,14 @@ Task<void> BusCore::close() {
       break;
     }
   }
+  // 3b. Stopped consumers drain: what the server had already sent them is nak'ed, so that
+  // another subscriber gets it now rather than after ack_wait.
+  {
+    std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
+    for (auto& s : subs) {
+      if (s->draining() && state_ == State::closing) co_await s->wait_idle(deadline);
+    }
+  }
   // 4. PING/PONG: once the PONG is back, the server has every ack and publish written before.
   if (state_ == State::closing && conn_) {
     io_->flush_now();
@@ -698,7 +706,10 @@ Task<void> BusCore::close() {
   // 5. Close: the connection itself is destroyed on a worker (it joins cnats threads).
   if (state_ == State::closing) {
     std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
-    for (auto& s : subs) s->stop();
+    for (auto& s : subs) {
+      s->stop();
+      s->abandon_drain();
+    }
     mux_.stop(NATS_CONNECTION_CLOSED);
     struct Hold {
       std::shared_ptr<ConnIo> io;

@@ -196,20 +196,89 @@ void SubCore::drop_handle() noexcept {
   if (--handles_ == 0) stop();
 }
 
+namespace {
+constexpr auto kDrainPoll = std::chrono::milliseconds(20);
+}  // namespace
+
 void SubCore::stop() noexcept {
+  if (draining_) {
+    // Stopped again while draining: on a connection that is going away, end it now.
+    if (!bus_->has_connection()) finish_stop();
+    return;
+  }
   if (!active_ && sub_ == nullptr) return;
   active_ = false;
-  nak_queued();
   if (handler_) handler_->on_stop();
+  Loop* loop = bus_->loop();
+  if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr) {
+    nak_queued();
+    finish_stop();
+    return;
+  }
+  // Drain: the UNSUB goes out as soon as the server sends nothing more unless asked (pull: once
+  // its requests ended), and cnats then waits on its own thread for the PONG that says nothing
+  // more comes. Every message that arrives until then is given back (nak'ed) after the UNSUB.
+  draining_ = true;
+  unsub_sent_ = false;
+  drain_deadline_ = Clock::now() + drain_wait() + bus_->config().js_api_timeout + std::chrono::seconds(1);
+  add_ref();  // the drain's reference: released by finish_stop()
+  if (!drain_step()) drain_timer_ = loop->add_timer(Clock::now() + kDrainPoll, Work{&SubCore::drain_tick, this, nullptr});
+}
+
+void SubCore::drain_tick(void* a, void*, bool run) noexcept {
+  auto* self = static_cast<SubCore*>(a);
+  self->drain_timer_ = {};
+  if (!run) {
+    self->finish_stop();
+    return;
+  }
+  if (self->drain_step()) return;
+  if (Loop* loop = self->bus_->loop(); loop != nullptr) {
+    self->drain_timer_ = loop->add_timer(Clock::now() + kDrainPoll, Work{&SubCore::drain_tick, self, nullptr});
+  } else {
+    self->finish_stop();
+  }
+}
+
+bool SubCore::drain_step() noexcept {
+  if (!draining_) return true;
+  if (!unsub_sent_ && sub_ != nullptr && (ready_to_unsubscribe() || Clock::now() > drain_deadline_ - bus_->config().js_api_timeout)) {
+    unsub_sent_ = true;
+    if (natsSubscription_DrainTimeout(sub_, bus_->config().js_api_timeout.count()) != NATS_OK) {
+      nak_queued();
+      finish_stop();
+      return true;
+    }
+  }
+  nak_queued();
+  if (!unsub_sent_) return false;
+  // cnats removes a drained subscription from the connection once its queue is empty after the
+  // PONG: then it is no longer valid.
+  if (sub_ == nullptr || !natsSubscription_IsValid(sub_) || !bus_->has_connection() || Clock::now() > drain_deadline_) {
+    finish_stop();
+    return true;
+  }
+  return false;
+}
+
+void SubCore::finish_stop() noexcept {
+  const bool was_draining = std::exchange(draining_, false);
+  if (drain_timer_) {
+    if (Loop* loop = bus_->loop(); loop != nullptr) loop->cancel_timer(drain_timer_);
+    drain_timer_ = {};
+  }
+  active_ = false;
   if (sub_ != nullptr) {
-    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Unsubscribe(sub_);  // a no-op after a drain
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
   }
   held_.clear();  // what could not be nak'ed (no connection) comes back after ack_wait
+  given_back_.clear();
   bus_->remove_sink(this);
   bus_->unregister_sub(this);
   if (running_ == 0 && bus_->loop() != nullptr) idle_.wake_all(*bus_->loop());
+  if (was_draining) release();  // may free this
 }
 
 void SubCore::on_disconnected() noexcept {
@@ -290,14 +359,39 @@ std::size_t SubCore::queued() const noexcept {
 }
 
 void SubCore::nak_queued() noexcept {
+  // While a drain waits to send its UNSUB, messages are only collected: a nak then would have
+  // the server redeliver them to this very subscription. After the UNSUB they go back with a
+  // short delay, so that the server has noticed the lost interest before it redelivers them
+  // (to another subscriber, not into the void).
+  constexpr auto kGiveBackDelay = std::chrono::milliseconds(500);
   MsgPtr m;
   int naked = 0;
-  while (next_message(m)) {
-    const char* reply = natsMsg_GetReply(m.get());
-    if (reply != nullptr && std::string_view(reply).starts_with("$JS.ACK.") && bus_->has_connection()) {
+  const auto nak = [&](natsMsg* msg) {
+    const char* reply = natsMsg_GetReply(msg);
+    if (reply == nullptr || !std::string_view(reply).starts_with("$JS.ACK.") || !bus_->has_connection()) return;
+    if (draining_) {
+      static const std::string body =
+          fmt::format("-NAK {{\"delay\": {}}}", std::chrono::duration_cast<std::chrono::nanoseconds>(kGiveBackDelay).count());
+      natsConnection_Publish(bus_->nc(), reply, body.data(), static_cast<int>(body.size()));
+    } else {
       natsConnection_Publish(bus_->nc(), reply, "-NAK", 4);
-      ++naked;
     }
+    ++naked;
+  };
+  while (next_message(m)) {
+    if (draining_) on_given_back(m.get());
+    if (draining_ && !unsub_sent_) {
+      try {
+        given_back_.push_back(std::move(m));
+      } catch (const std::bad_alloc&) {  // comes back after ack_wait
+      }
+      continue;
+    }
+    nak(m.get());
+  }
+  if (!draining_ || unsub_sent_) {
+    for (auto& g : given_back_) nak(g.get());
+    given_back_.clear();
   }
   if (naked > 0)
     log(LogLevel::debug, "sub_stopped_naked", {{"subject", subject_}, {"durable", durable_}, {"count", std::to_string(naked)}});
@@ -531,7 +625,8 @@ void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexce
 }
 
 Task<void> SubCore::wait_idle(Clock::time_point deadline) {
-  while (running_ > 0) {
+  Ref<SubCore> keep(this);
+  while (running_ > 0 || draining_) {
     const bool woken = co_await WaitUntil(idle_, deadline);
     if (!woken) break;
   }

@@ -63,13 +63,22 @@ class SubCore : public RefCounted, public MsgSink {
   void add_handle() noexcept { ++handles_; }
   void drop_handle() noexcept;
 
-  /// Stops delivery (idempotent). Messages already taken but not started are nak'ed.
+  /// Stops delivery (idempotent). Messages already taken but not started are nak'ed. A
+  /// JetStream consumer on a live connection then drains: UNSUB, a PING/PONG round trip, and
+  /// every message that was already on its way is nak'ed too (redelivered at once, to another
+  /// subscriber, instead of after ack_wait); then the cnats subscription goes.
   virtual void stop() noexcept;
+  /// True while stopped but still draining (see stop()).
+  [[nodiscard]] bool draining() const noexcept { return draining_; }
+  /// Ends a drain still running (the connection is about to close).
+  void abandon_drain() noexcept {
+    if (draining_) finish_stop();
+  }
   /// The connection goes away: takes what cnats still queues, then drops the cnats subscription.
   virtual void on_disconnected() noexcept;
   /// A fresh connection: subscribes again, to the same subject and queue group, on `nc`.
   virtual void resubscribe(natsConnection* nc) noexcept;
-  /// Completes when no handler of this subscription runs any more.
+  /// Completes when no handler of this subscription runs any more and its drain is over.
   Task<void> wait_idle(Clock::time_point deadline);
 
   [[nodiscard]] bool active() const noexcept { return active_; }
@@ -119,6 +128,19 @@ class SubCore : public RefCounted, public MsgSink {
   [[nodiscard]] std::size_t queued() const noexcept;
   /// Handlers may start: the bus has a connection to ack through.
   [[nodiscard]] bool can_dispatch() const noexcept { return active_ && bus_->has_connection(); }
+  /// JetStream consumers drain on stop (core subscriptions have nothing to give back).
+  [[nodiscard]] virtual bool drains_on_stop() const noexcept { return false; }
+  /// Draining: true once the server sends nothing more unless asked (pull: requests ended).
+  [[nodiscard]] virtual bool ready_to_unsubscribe() const noexcept { return true; }
+  /// Draining: how long ready_to_unsubscribe() may take at most.
+  [[nodiscard]] virtual std::chrono::milliseconds drain_wait() const noexcept { return std::chrono::milliseconds(0); }
+  /// Draining: a message about to be given back (pull: a status ends a request).
+  virtual void on_given_back(natsMsg* /*m*/) noexcept {}
+  /// While draining: naks what arrived; ends the drain once cnats is done with it (true).
+  bool drain_step() noexcept;
+  /// Ends a drain (or a stop without one): the cnats subscription goes, the bus forgets this.
+  void finish_stop() noexcept;
+  static void drain_tick(void* a, void*, bool run) noexcept;
   /// Naks every message still queued in cnats' subscription (on stop).
   void nak_queued() noexcept;
   /// After a handler finished (pull: request more).
@@ -136,6 +158,11 @@ class SubCore : public RefCounted, public MsgSink {
   std::size_t hold_limit_ = ~std::size_t{0};
   std::deque<MsgPtr> held_;
   bool active_ = false;
+  bool draining_ = false;
+  bool unsub_sent_ = false;
+  std::deque<MsgPtr> given_back_;  // draining: to nak once the UNSUB is out
+  Clock::time_point drain_deadline_{};
+  TimerKey drain_timer_{};
   bool pumping_ = false;
   int running_ = 0;
   int handles_ = 0;
@@ -162,6 +189,7 @@ class PushCore final : public SubCore {
   void pump() noexcept override;
   void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
+  [[nodiscard]] bool drains_on_stop() const noexcept override { return true; }
 
  private:
   bool handle_control(natsMsg* m) noexcept;
@@ -184,6 +212,12 @@ class PullCore final : public SubCore {
   void on_disconnected() noexcept override;
   void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
+  [[nodiscard]] bool drains_on_stop() const noexcept override { return true; }
+  /// Requests still waiting on the server would take messages for a subscription that is gone
+  /// (nats-server 2.9 does not check): wait until they ended or expired.
+  [[nodiscard]] bool ready_to_unsubscribe() const noexcept override;
+  [[nodiscard]] std::chrono::milliseconds drain_wait() const noexcept override;
+  void on_given_back(natsMsg* m) noexcept override;
 
   /// fetch() / fetch_no_wait() (no handler).
   Task<std::vector<ReceivedMessage>> fetch(int batch, std::chrono::milliseconds timeout, bool no_wait_only);

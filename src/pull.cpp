@@ -1,4 +1,5 @@
 // Pull consumers on the JetStream pull protocol, over a core subscription on a private inbox.
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -354,6 +355,32 @@ void PullCore::recover() noexcept {
   }
 }
 
+bool PullCore::ready_to_unsubscribe() const noexcept {
+  const auto now = Clock::now();
+  return std::all_of(requests_.begin(), requests_.end(), [&](const Request& r) { return now > r.expires_at; });
+}
+
+std::chrono::milliseconds PullCore::drain_wait() const noexcept {
+  auto last = Clock::now();
+  for (const auto& r : requests_) last = std::max(last, r.expires_at);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(last - Clock::now()) + std::chrono::milliseconds(100);
+}
+
+void PullCore::on_given_back(natsMsg* m) noexcept {
+  if (!is_status(m)) {
+    consume_credit();
+    return;
+  }
+  const char* code = nullptr;
+  natsMsgHeader_Get(m, "Status", &code);
+  if (code == nullptr || std::strcmp(code, "100") == 0) return;  // a heartbeat: the request goes on
+  const char* subject = natsMsg_GetSubject(m);
+  const std::string_view subj(subject == nullptr ? "" : subject);
+  std::uint64_t id = 0;
+  if (subj.size() > inbox_.size()) std::from_chars(subj.data() + inbox_.size(), subj.data() + subj.size(), id);
+  erase_request(id);  // 408, 404, 409: that request is over
+}
+
 void PullCore::stop() noexcept {
   Loop* loop = bus_->loop();
   int releases = 0;
@@ -361,7 +388,8 @@ void PullCore::stop() noexcept {
   if (backoff_timer_ && loop != nullptr && loop->cancel_timer(backoff_timer_)) ++releases;
   watchdog_timer_ = {};
   backoff_timer_ = {};
-  requests_.clear();
+  // Requests still waiting stay known: the drain waits for them (see ready_to_unsubscribe()).
+  if (!bus_->has_connection()) requests_.clear();
   if (fetch_ != nullptr) {
     fetch_->finished = true;
     if (loop != nullptr) fetch_->wake.wake_all(*loop);
@@ -403,6 +431,12 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
 
   auto run_step = [&](bool no_wait, Clock::time_point deadline) -> Task<void> {
     f.finished = false;
+    // The connection was lost under this fetch: wait for the next one within the fetch's time.
+    if (bus_->state() == BusCore::State::reconnecting) {
+      const bool up = co_await bus_->wait_connected(deadline);
+      if (!up) co_return;
+    }
+    if (!active_ || !bus_->has_connection()) co_return;
     f.request = send_request(batch, timeout, no_wait);
     while (!f.finished) {
       pump();

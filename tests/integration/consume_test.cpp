@@ -454,6 +454,80 @@ TEST(Consume, SubscribingAbandonedWhenRunEndsLeavesNothingDangling) {
   EXPECT_EQ(bus.status(), natbus::ConnectionStatus::closed);
 }
 
+namespace {
+/// Stops a durable with many large messages in flight behind a slow handler; another bus on
+/// the same durable must get every unacked message long before ack_wait (30 s).
+void stop_with_messages_in_flight(bool pull) {
+  constexpr int kCount = 300;
+  NatsServer server;
+  NatsConfig cfg = stream_config(server, "STRAND", "strand.*");
+  cfg.ack_wait = 30s;
+  // The server sends at most this many ahead: all of them leave it before the stop, so every
+  // unacked message is in the client, in its socket, or on the wire when the UNSUB goes out.
+  cfg.max_ack_pending = 100;
+  cfg.deliver_policy = natbus::DeliverPolicy::all;
+  std::set<std::string> first_acked;
+  std::set<std::string> second_seen;
+  double took_s = -1;
+  natbus::run([&]() -> Task<void> {
+    NatsBus publisher{cfg};
+    co_await publisher.connect();
+    const std::string filler(48 * 1024, 'x');
+    for (int i = 0; i < kCount; ++i) {
+      auto msg = BusMessage::from_text("strand.a", std::to_string(i) + ";" + filler);
+      co_await publisher.publish(std::move(msg));
+    }
+    auto id_of = [](const ReceivedMessage& m) { return std::string(m.as_text().substr(0, m.as_text().find(';'))); };
+    bool started = false;
+    auto slow = [&](ReceivedMessage m) -> Task<void> {
+      co_await m.ack();
+      first_acked.insert(id_of(m));
+      started = true;
+      co_await natbus::sleep(200ms);  // slow work after the ack: the rest waits, much of it on the wire
+    };
+    auto fast = [&](ReceivedMessage m) -> Task<void> {
+      second_seen.insert(id_of(m));
+      co_await m.ack();
+    };
+    {
+      NatsBus first{cfg};
+      co_await first.connect();
+      if (pull) {
+        auto sub = co_await first.pull_subscribe("strand.*", slow, {.durable = "strand", .batch = 150, .expires = 5s});
+        EXPECT_TRUE(co_await eventually([&] { return started; }, 10s));
+        co_await sub.close();  // returns once what was on its way is given back
+      } else {
+        auto sub = co_await first.push_subscribe("strand.*", slow, {.durable = "strand"});
+        EXPECT_TRUE(co_await eventually([&] { return started; }, 10s));
+        co_await sub.close();
+      }
+      co_await first.close();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    NatsBus second{cfg};
+    co_await second.connect();
+    const auto all = [&] { return first_acked.size() + second_seen.size() >= static_cast<std::size_t>(kCount); };
+    if (pull) {
+      auto sub = co_await second.pull_subscribe("strand.*", fast, {.durable = "strand", .batch = 150, .expires = 5s});
+      EXPECT_TRUE(co_await eventually(all, 10s));
+    } else {
+      auto sub = co_await second.push_subscribe("strand.*", fast, {.durable = "strand"});
+      EXPECT_TRUE(co_await eventually(all, 10s));
+    }
+    took_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    co_await second.close();
+    co_await publisher.close();
+  }());
+  std::printf("[consume] stopped %s durable: first acked %zu, second got %zu of the rest in %.1f s\n", pull ? "pull" : "push",
+              first_acked.size(), second_seen.size(), took_s);
+  EXPECT_EQ(first_acked.size() + second_seen.size(), static_cast<std::size_t>(kCount)) << "messages stranded until ack_wait";
+}
+}  // namespace
+
+TEST(Consume, StoppingAPushDurableGivesBackWhatWasInFlight) { stop_with_messages_in_flight(false); }
+
+TEST(Consume, StoppingAPullDurableGivesBackWhatWasInFlight) { stop_with_messages_in_flight(true); }
+
 TEST(Consume, DestroyingTheSubscriptionStopsDeliveryAndKeepsTheDurable) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
