@@ -210,17 +210,18 @@ void SubCore::stop() noexcept {
   active_ = false;
   if (handler_) handler_->on_stop();
   Loop* loop = bus_->loop();
-  if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr) {
+  // Drain: cnats sends the UNSUB and, on its own thread, waits for the PONG that says nothing
+  // more comes; every message that arrives until then is given back (nak'ed), not dropped.
+  // (nats-server checks a pull request's interest before it fills it, so pull requests still
+  // waiting there take nothing more once the UNSUB is processed.)
+  if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr ||
+      natsSubscription_DrainTimeout(sub_, bus_->config().js_api_timeout.count()) != NATS_OK) {
     nak_queued();
     finish_stop();
     return;
   }
-  // Drain: the UNSUB goes out as soon as the server sends nothing more unless asked (pull: once
-  // its requests ended), and cnats then waits on its own thread for the PONG that says nothing
-  // more comes. Every message that arrives until then is given back (nak'ed) after the UNSUB.
   draining_ = true;
-  unsub_sent_ = false;
-  drain_deadline_ = Clock::now() + drain_wait() + bus_->config().js_api_timeout + std::chrono::seconds(1);
+  drain_deadline_ = Clock::now() + bus_->config().js_api_timeout + std::chrono::seconds(1);
   add_ref();  // the drain's reference: released by finish_stop()
   if (!drain_step()) drain_timer_ = loop->add_timer(Clock::now() + kDrainPoll, Work{&SubCore::drain_tick, this, nullptr});
 }
@@ -242,19 +243,11 @@ void SubCore::drain_tick(void* a, void*, bool run) noexcept {
 
 bool SubCore::drain_step() noexcept {
   if (!draining_) return true;
-  if (!unsub_sent_ && sub_ != nullptr && (ready_to_unsubscribe() || Clock::now() > drain_deadline_ - bus_->config().js_api_timeout)) {
-    unsub_sent_ = true;
-    if (natsSubscription_DrainTimeout(sub_, bus_->config().js_api_timeout.count()) != NATS_OK) {
-      nak_queued();
-      finish_stop();
-      return true;
-    }
-  }
   nak_queued();
-  if (!unsub_sent_) return false;
-  // cnats removes a drained subscription from the connection once its queue is empty after the
-  // PONG: then it is no longer valid.
-  if (sub_ == nullptr || !natsSubscription_IsValid(sub_) || !bus_->has_connection() || Clock::now() > drain_deadline_) {
+  // The drain is complete once the PONG came and cnats' queue is empty (anything else than
+  // "still in progress" ends it: done, or the subscription or connection closed meanwhile).
+  if (sub_ == nullptr || natsSubscription_DrainCompletionStatus(sub_) != NATS_ILLEGAL_STATE || !bus_->has_connection() ||
+      Clock::now() > drain_deadline_) {
     finish_stop();
     return true;
   }
@@ -274,7 +267,6 @@ void SubCore::finish_stop() noexcept {
     sub_ = nullptr;
   }
   held_.clear();  // what could not be nak'ed (no connection) comes back after ack_wait
-  given_back_.clear();
   bus_->remove_sink(this);
   bus_->unregister_sub(this);
   if (running_ == 0 && bus_->loop() != nullptr) idle_.wake_all(*bus_->loop());
@@ -359,39 +351,23 @@ std::size_t SubCore::queued() const noexcept {
 }
 
 void SubCore::nak_queued() noexcept {
-  // While a drain waits to send its UNSUB, messages are only collected: a nak then would have
-  // the server redeliver them to this very subscription. After the UNSUB they go back with a
-  // short delay, so that the server has noticed the lost interest before it redelivers them
-  // (to another subscriber, not into the void).
+  // Draining, the UNSUB is out: a message goes back with a short delay, so that the server has
+  // noticed the lost interest (a push consumer learns it asynchronously) before it redelivers
+  // it, to another subscriber rather than into the void.
   constexpr auto kGiveBackDelay = std::chrono::milliseconds(500);
+  static const std::string delayed =
+      fmt::format("-NAK {{\"delay\": {}}}", std::chrono::duration_cast<std::chrono::nanoseconds>(kGiveBackDelay).count());
   MsgPtr m;
   int naked = 0;
-  const auto nak = [&](natsMsg* msg) {
-    const char* reply = natsMsg_GetReply(msg);
-    if (reply == nullptr || !std::string_view(reply).starts_with("$JS.ACK.") || !bus_->has_connection()) return;
+  while (next_message(m)) {
+    const char* reply = natsMsg_GetReply(m.get());
+    if (reply == nullptr || !std::string_view(reply).starts_with("$JS.ACK.") || !bus_->has_connection()) continue;
     if (draining_) {
-      static const std::string body =
-          fmt::format("-NAK {{\"delay\": {}}}", std::chrono::duration_cast<std::chrono::nanoseconds>(kGiveBackDelay).count());
-      natsConnection_Publish(bus_->nc(), reply, body.data(), static_cast<int>(body.size()));
+      natsConnection_Publish(bus_->nc(), reply, delayed.data(), static_cast<int>(delayed.size()));
     } else {
       natsConnection_Publish(bus_->nc(), reply, "-NAK", 4);
     }
     ++naked;
-  };
-  while (next_message(m)) {
-    if (draining_) on_given_back(m.get());
-    if (draining_ && !unsub_sent_) {
-      try {
-        given_back_.push_back(std::move(m));
-      } catch (const std::bad_alloc&) {  // comes back after ack_wait
-      }
-      continue;
-    }
-    nak(m.get());
-  }
-  if (!draining_ || unsub_sent_) {
-    for (auto& g : given_back_) nak(g.get());
-    given_back_.clear();
   }
   if (naked > 0)
     log(LogLevel::debug, "sub_stopped_naked", {{"subject", subject_}, {"durable", durable_}, {"count", std::to_string(naked)}});

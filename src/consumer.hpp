@@ -63,10 +63,10 @@ class SubCore : public RefCounted, public MsgSink {
   void add_handle() noexcept { ++handles_; }
   void drop_handle() noexcept;
 
-  /// Stops delivery (idempotent). Messages already taken but not started are nak'ed. A
-  /// JetStream consumer on a live connection then drains: UNSUB, a PING/PONG round trip, and
-  /// every message that was already on its way is nak'ed too (redelivered at once, to another
-  /// subscriber, instead of after ack_wait); then the cnats subscription goes.
+  /// Stops delivery (idempotent). A JetStream consumer on a live connection drains: UNSUB, a
+  /// PING/PONG round trip, and every message taken but not started or already on its way is
+  /// given back (a nak with a short delay: redelivered soon, to another subscriber, instead of
+  /// after ack_wait); then the cnats subscription goes. Others nak what they hold and stop.
   virtual void stop() noexcept;
   /// True while stopped but still draining (see stop()).
   [[nodiscard]] bool draining() const noexcept { return draining_; }
@@ -130,12 +130,6 @@ class SubCore : public RefCounted, public MsgSink {
   [[nodiscard]] bool can_dispatch() const noexcept { return active_ && bus_->has_connection(); }
   /// JetStream consumers drain on stop (core subscriptions have nothing to give back).
   [[nodiscard]] virtual bool drains_on_stop() const noexcept { return false; }
-  /// Draining: true once the server sends nothing more unless asked (pull: requests ended).
-  [[nodiscard]] virtual bool ready_to_unsubscribe() const noexcept { return true; }
-  /// Draining: how long ready_to_unsubscribe() may take at most.
-  [[nodiscard]] virtual std::chrono::milliseconds drain_wait() const noexcept { return std::chrono::milliseconds(0); }
-  /// Draining: a message about to be given back (pull: a status ends a request).
-  virtual void on_given_back(natsMsg* /*m*/) noexcept {}
   /// While draining: naks what arrived; ends the drain once cnats is done with it (true).
   bool drain_step() noexcept;
   /// Ends a drain (or a stop without one): the cnats subscription goes, the bus forgets this.
@@ -159,8 +153,6 @@ class SubCore : public RefCounted, public MsgSink {
   std::deque<MsgPtr> held_;
   bool active_ = false;
   bool draining_ = false;
-  bool unsub_sent_ = false;
-  std::deque<MsgPtr> given_back_;  // draining: to nak once the UNSUB is out
   Clock::time_point drain_deadline_{};
   TimerKey drain_timer_{};
   bool pumping_ = false;
@@ -213,11 +205,6 @@ class PullCore final : public SubCore {
   void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
   [[nodiscard]] bool drains_on_stop() const noexcept override { return true; }
-  /// Requests still waiting on the server would take messages for a subscription that is gone
-  /// (nats-server 2.9 does not check): wait until they ended or expired.
-  [[nodiscard]] bool ready_to_unsubscribe() const noexcept override;
-  [[nodiscard]] std::chrono::milliseconds drain_wait() const noexcept override;
-  void on_given_back(natsMsg* m) noexcept override;
 
   /// fetch() / fetch_no_wait() (no handler).
   Task<std::vector<ReceivedMessage>> fetch(int batch, std::chrono::milliseconds timeout, bool no_wait_only);

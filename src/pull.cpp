@@ -355,32 +355,6 @@ void PullCore::recover() noexcept {
   }
 }
 
-bool PullCore::ready_to_unsubscribe() const noexcept {
-  const auto now = Clock::now();
-  return std::all_of(requests_.begin(), requests_.end(), [&](const Request& r) { return now > r.expires_at; });
-}
-
-std::chrono::milliseconds PullCore::drain_wait() const noexcept {
-  auto last = Clock::now();
-  for (const auto& r : requests_) last = std::max(last, r.expires_at);
-  return std::chrono::duration_cast<std::chrono::milliseconds>(last - Clock::now()) + std::chrono::milliseconds(100);
-}
-
-void PullCore::on_given_back(natsMsg* m) noexcept {
-  if (!is_status(m)) {
-    consume_credit();
-    return;
-  }
-  const char* code = nullptr;
-  natsMsgHeader_Get(m, "Status", &code);
-  if (code == nullptr || std::strcmp(code, "100") == 0) return;  // a heartbeat: the request goes on
-  const char* subject = natsMsg_GetSubject(m);
-  const std::string_view subj(subject == nullptr ? "" : subject);
-  std::uint64_t id = 0;
-  if (subj.size() > inbox_.size()) std::from_chars(subj.data() + inbox_.size(), subj.data() + subj.size(), id);
-  erase_request(id);  // 408, 404, 409: that request is over
-}
-
 void PullCore::stop() noexcept {
   Loop* loop = bus_->loop();
   int releases = 0;
@@ -388,8 +362,7 @@ void PullCore::stop() noexcept {
   if (backoff_timer_ && loop != nullptr && loop->cancel_timer(backoff_timer_)) ++releases;
   watchdog_timer_ = {};
   backoff_timer_ = {};
-  // Requests still waiting stay known: the drain waits for them (see ready_to_unsubscribe()).
-  if (!bus_->has_connection()) requests_.clear();
+  requests_.clear();
   if (fetch_ != nullptr) {
     fetch_->finished = true;
     if (loop != nullptr) fetch_->wake.wake_all(*loop);

@@ -229,7 +229,7 @@ class [[nodiscard]] PublishFuture {
 
 /// A live subscription. Destroying it (or close()) stops delivery; it never deletes a durable.
 /// Handlers already running finish on their own. Move-only.
-class Subscription {
+class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it for as long as messages should arrive")]] Subscription {
  public:
   Subscription() noexcept = default;
   explicit Subscription(detail::SubCore* core) noexcept;
@@ -262,7 +262,7 @@ class Subscription {
 ///   auto msgs = co_await bus.messages("orders.*", {.durable = "orders"});
 ///   while (auto m = co_await msgs.next()) { ...; co_await m.ack(); }
 /// The reader acks (manual ack): a message is acked, nak'ed or termed by whoever reads it.
-class MessageStream {
+class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it and read it with next()")]] MessageStream {
  public:
   MessageStream() noexcept = default;
   /// Library use (NatsBus::messages builds it).
@@ -291,7 +291,7 @@ class MessageStream {
 /// A pull consumer without a handler: fetch messages when you want them.
 ///   auto sub = co_await bus.pull_subscribe("orders.*", {.durable = "orders_pull"});
 ///   for (auto& m : co_await sub.fetch(10, 2s)) { ...; co_await m.ack(); }
-class PullSubscription {
+class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and call fetch() on it")]] PullSubscription {
  public:
   PullSubscription() noexcept = default;
   explicit PullSubscription(detail::PullCore* core) noexcept;

@@ -419,7 +419,7 @@ TEST(Consume, SameDurableTwiceInOneProcessIsAClearErrorAndTheFirstKeepsWorking) 
     }
     EXPECT_NE(what.find("\"twice\""), std::string::npos) << what;
     EXPECT_NE(what.find("already subscribed"), std::string::npos) << what;
-    EXPECT_THROW(co_await bus.push_subscribe("twice.*", handler, {.durable = "twice", .queue = "other"}), natbus::InvalidArgument);
+    EXPECT_THROW((void)co_await bus.push_subscribe("twice.*", handler, {.durable = "twice", .queue = "other"}), natbus::InvalidArgument);
     co_await publish_n(bus, "twice.a", 20);
     EXPECT_TRUE(co_await eventually([&] { return handled >= 20; }));
     co_await natbus::sleep(200ms);  // time for a wrong second delivery to show (none may come)
@@ -520,7 +520,12 @@ void stop_with_messages_in_flight(bool pull) {
   }());
   std::printf("[consume] stopped %s durable: first acked %zu, second got %zu of the rest in %.1f s\n", pull ? "pull" : "push",
               first_acked.size(), second_seen.size(), took_s);
-  EXPECT_EQ(first_acked.size() + second_seen.size(), static_cast<std::size_t>(kCount)) << "messages stranded until ack_wait";
+  std::string missing;
+  for (int i = 0; i < kCount; ++i) {
+    const std::string id = std::to_string(i);
+    if (first_acked.count(id) == 0 && second_seen.count(id) == 0) missing += " " + id;
+  }
+  EXPECT_EQ(first_acked.size() + second_seen.size(), static_cast<std::size_t>(kCount)) << "stranded until ack_wait:" << missing;
 }
 }  // namespace
 
