@@ -197,7 +197,7 @@ void SubCore::drop_handle() noexcept {
 }
 
 namespace {
-constexpr auto kDrainPoll = std::chrono::milliseconds(20);
+constexpr auto kDrainPoll = std::chrono::milliseconds(2);  // a drain takes a round trip: look often
 }  // namespace
 
 void SubCore::stop() noexcept {
