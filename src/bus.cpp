@@ -121,9 +121,9 @@ OptionsPtr make_options(const NatsConfig& c, const std::vector<std::string>& ser
       check_status(natsOptions_SetExpectedHostname(raw, c.tls.expected_hostname.c_str()), "natsOptions_SetExpectedHostname");
     }
   }
-  check_status(natsOptions_SetTimeout(raw, c.connect_timeout.count()), "natsOptions_SetTimeout");
+  check_status(natsOptions_SetTimeout(raw, cnats_ms(c.connect_timeout)), "natsOptions_SetTimeout");
   check_status(natsOptions_SetAllowReconnect(raw, false), "natsOptions_SetAllowReconnect");
-  check_status(natsOptions_SetPingInterval(raw, c.ping_interval.count()), "natsOptions_SetPingInterval");
+  check_status(natsOptions_SetPingInterval(raw, cnats_ms(c.ping_interval)), "natsOptions_SetPingInterval");
   check_status(natsOptions_SetMaxPingsOut(raw, c.max_pings_out), "natsOptions_SetMaxPingsOut");
   // Reads of 64 KiB: a batch of small JetStream messages per read event.
   check_status(natsOptions_SetIOBufSize(raw, 64 * 1024), "natsOptions_SetIOBufSize");
@@ -450,7 +450,8 @@ std::chrono::milliseconds BusCore::reconnect_delay() {
   z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
   z ^= z >> 31U;
-  return wait + std::chrono::milliseconds(static_cast<std::int64_t>(z % static_cast<std::uint64_t>(jitter.count() + 1)));
+  const auto extra = std::chrono::milliseconds(static_cast<std::int64_t>(z % (static_cast<std::uint64_t>(jitter.count()) + 1U)));
+  return wait > std::chrono::milliseconds::max() - extra ? std::chrono::milliseconds::max() : wait + extra;
 }
 
 Task<void> BusCore::supervise(Ref<BusCore> self) {
@@ -502,7 +503,7 @@ Task<void> BusCore::supervise(Ref<BusCore> self) {
                             b.cfg_.max_reconnect_attempts, last_error));
       co_return;
     }
-    const auto deadline = Clock::now() + b.reconnect_delay();
+    const auto deadline = saturating_deadline(b.reconnect_delay());
     while (b.state_ == State::reconnecting && Clock::now() < deadline) (void)co_await WaitUntil(b.state_waiters_, deadline);
   }
 }
@@ -626,7 +627,7 @@ Task<void> BusCore::flush(std::chrono::milliseconds timeout) {
     std::shared_ptr<natsConnection> conn;
   };
   Hold hold{io_, conn_};
-  const auto ms = timeout.count();
+  const auto ms = cnats_ms(timeout);
   auto job = [hold, ms] { return natsConnection_FlushTimeout(hold.conn.get(), ms); };
   const natsStatus s = co_await blocking(std::move(job));
   if (s != NATS_OK) throw_status(s, ErrorContext{.operation = "flush"});
@@ -650,7 +651,7 @@ Task<void> BusCore::close() {
   // Reconnecting: close without a connection (the supervisor sees the state and stops).
   set_state(State::closing);
   const auto started = Clock::now();
-  const auto deadline = started + cfg_.drain_timeout;
+  const auto deadline = saturating_deadline(cfg_.drain_timeout);
   log(LogLevel::info, "bus_closing",
       {{"name", cfg_.name}, {"handlers_running", std::to_string(handlers_running_)}, {"publishes_pending", std::to_string(pub_inflight_)}});
   // 1. No handler starts from now on; messages received but not started are nak'ed.
@@ -691,7 +692,7 @@ Task<void> BusCore::close() {
   if (state_ == State::closing && conn_) {
     io_->flush_now();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    const auto ms = std::max<std::int64_t>(left.count(), 1000);
+    const auto ms = std::max<std::int64_t>(cnats_ms(left), 1000);
     struct Hold {
       std::shared_ptr<ConnIo> io;
       std::shared_ptr<natsConnection> conn;
@@ -1059,6 +1060,13 @@ void resolve_dead_letter(const NatsConfig& cfg, std::string_view op, const O& o,
   r.dead_letter_subject = std::string(dlq);
 }
 
+/// Durations the server and natbus' timers compute with (pull expiry, heartbeats).
+void require_at_most_a_day(std::string_view op, std::string_view field, std::chrono::milliseconds d) {
+  if (d > std::chrono::hours(24)) {
+    throw InvalidArgument(fmt::format("{} must be at most 24 h, got {} ms", field, d.count()), ErrorContext{.operation = std::string(op)});
+  }
+}
+
 template <class Rep, class Period>
 void require_positive(std::string_view op, std::string_view field, std::chrono::duration<Rep, Period> d) {
   if (d.count() <= 0) {
@@ -1180,6 +1188,8 @@ Resolved resolve_pull(const NatsConfig& cfg, std::string_view op, std::string_vi
   r.spec.push = false;
   if (o.batch < 1) throw InvalidArgument(fmt::format("batch must be >= 1, got {}", o.batch), ErrorContext{.operation = std::string(op)});
   require_positive(op, "expires", o.expires);
+  require_at_most_a_day(op, "expires", o.expires);
+  require_at_most_a_day(op, "idle_heartbeat", o.idle_heartbeat);
   if (o.idle_heartbeat.count() < 0) {
     throw InvalidArgument(fmt::format("idle_heartbeat must not be negative, got {} ms", o.idle_heartbeat.count()),
                           ErrorContext{.operation = std::string(op)});
@@ -1214,6 +1224,7 @@ Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, std:
     throw InvalidArgument(fmt::format("idle_heartbeat must not be negative, got {} ms", o.idle_heartbeat.count()),
                           ErrorContext{.operation = std::string(op)});
   }
+  require_at_most_a_day(op, "idle_heartbeat", o.idle_heartbeat);
   if (o.flow_control && o.idle_heartbeat.count() == 0) {
     throw InvalidArgument("flow_control needs idle_heartbeat", ErrorContext{.operation = std::string(op)});
   }
@@ -1300,7 +1311,7 @@ void Subscription::unsubscribe() noexcept {
 namespace {
 Task<void> close_sub_impl(Ref<detail::SubCore> core) {
   core->stop();
-  const auto deadline = detail::Clock::now() + core->bus().config().drain_timeout;
+  const auto deadline = detail::saturating_deadline(core->bus().config().drain_timeout);
   co_await core->wait_idle(deadline);
 }
 }  // namespace

@@ -14,7 +14,10 @@ namespace natbus::detail {
 
 namespace {
 
-std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
+template <class D>
+std::int64_t ns(D d) {
+  return static_cast<std::int64_t>(saturating_ns(d).count());
+}
 
 std::string rfc3339(std::chrono::system_clock::time_point t) {
   // Nanosecond RFC 3339 in UTC, as the JetStream API expects for opt_start_time.
@@ -215,13 +218,13 @@ void SubCore::stop() noexcept {
   // (nats-server checks a pull request's interest before it fills it, so pull requests still
   // waiting there take nothing more once the UNSUB is processed.)
   if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr ||
-      natsSubscription_DrainTimeout(sub_, bus_->config().js_api_timeout.count()) != NATS_OK) {
+      natsSubscription_DrainTimeout(sub_, cnats_ms(bus_->config().js_api_timeout)) != NATS_OK) {
     nak_queued();
     finish_stop();
     return;
   }
   draining_ = true;
-  drain_deadline_ = Clock::now() + bus_->config().js_api_timeout + std::chrono::seconds(1);
+  drain_deadline_ = saturating_deadline(std::chrono::duration<double>(bus_->config().js_api_timeout) + std::chrono::seconds(1));
   add_ref();  // the drain's reference: released by finish_stop()
   if (!drain_step()) drain_timer_ = loop->add_timer(Clock::now() + kDrainPoll, Work{&SubCore::drain_tick, this, nullptr});
 }
@@ -574,8 +577,7 @@ void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexce
     if (naks) {
       try {
         if (delay.count() > 0) {
-          const std::string body =
-              fmt::format("-NAK {{\"delay\": {}}}", std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count());
+          const std::string body = fmt::format("-NAK {{\"delay\": {}}}", saturating_ns(delay).count());
           send_ack(*msg, "nak", body, AckState::naked);
         } else {
           send_ack(*msg, "nak", "-NAK", AckState::naked);

@@ -36,7 +36,10 @@ namespace {
   throw JetStreamError(desc, std::move(ctx));
 }
 
-std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
+template <class D>
+std::int64_t ns(D d) {
+  return static_cast<std::int64_t>(saturating_ns(d).count());
+}
 
 StorageType storage_of(const nlohmann::json& cfg) {
   return cfg.value("storage", std::string("file")) == "memory" ? StorageType::memory : StorageType::file;
@@ -52,7 +55,7 @@ std::string BusCore::api_subject(std::string_view suffix) const {
 Task<nlohmann::json> BusCore::js_request(std::string subject, std::string body, ErrorContext ctx) {
   if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.js_api_timeout));
   ensure_usable(ctx.operation);
-  const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.js_api_timeout);
+  const auto timeout = saturating_ns(cfg_.js_api_timeout);
   auto [reply, status] = co_await ReplyAwaiter(*this, subject, std::move(body), timeout);
   switch (status) {
     case NATS_OK:

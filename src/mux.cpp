@@ -132,7 +132,7 @@ const char* Mux::next_reply(char* buf, std::size_t cap, bool fast) const {
 
 std::uint64_t Mux::commit(std::chrono::nanoseconds timeout, Waiter* waiter) {
   const std::uint64_t token = next_++;
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = saturating_deadline(timeout);
   entries_.push_back(Entry{waiter, deadline});
   ++live_;
   arm_sweep(deadline);

@@ -270,7 +270,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
     MsgPtr m = to_nats_msg(msg, r, op);
     const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
     if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
-    mux_.commit(std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.publish_timeout), slot);
+    mux_.commit(saturating_ns(cfg_.publish_timeout), slot);
   } catch (...) {
     slot->release();
     throw;
@@ -283,7 +283,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
 }
 
 Task<void> BusCore::publish_async_complete(std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = saturating_deadline(timeout);
   while (pub_inflight_ > 0) {
     // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
     const bool woken = co_await WaitUntil(pub_all_settled_, deadline);

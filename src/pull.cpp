@@ -17,7 +17,10 @@ constexpr auto kLostGrace = std::chrono::milliseconds(2000);
 constexpr int kLostBeforeRecovery = 4;
 constexpr auto kBackoff = std::chrono::milliseconds(1000);
 
-std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
+template <class D>
+std::int64_t ns(D d) {
+  return static_cast<std::int64_t>(saturating_ns(d).count());
+}
 
 bool is_status(natsMsg* m) {
   if (natsMsg_GetDataLength(m) != 0) return false;
@@ -105,7 +108,8 @@ std::uint64_t PullCore::send_request(int batch, std::chrono::milliseconds expire
     throw_status(s, ctx, "sending a pull request");
   }
   const auto now = Clock::now();
-  requests_.push_back(Request{id, batch, now + (no_wait ? bus_->config().js_api_timeout : expires), now});
+  const auto life = no_wait ? bus_->config().js_api_timeout : expires;
+  requests_.push_back(Request{id, batch, life >= std::chrono::hours(24 * 365) ? Clock::time_point::max() : now + life, now});
   return id;
 }
 
@@ -295,7 +299,7 @@ void PullCore::watchdog(void* a, void*, bool run) noexcept {
       // expiry without a 408 is gone: replace it.
       const bool hb_lost =
           self->heartbeat_.count() > 0 && !busy && now - r.last_seen > 2 * self->heartbeat_ + std::chrono::milliseconds(500);
-      const bool expired = now > r.expires_at + kLostGrace;
+      const bool expired = now - kLostGrace > r.expires_at;
       if ((hb_lost || expired) && self->fetch_ != nullptr && self->fetch_->request == r.id) self->fetch_->finished = true;
       if (hb_lost || expired) {
         log(LogLevel::debug, "pull_request_lost", {{"durable", self->durable_}, {"request", std::to_string(r.id)}});
@@ -426,11 +430,11 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
   pump();
   if (f.msgs.empty()) {
     // 1. Whatever is available right now (the server answers at once).
-    co_await run_step(true, Clock::now() + bus_->config().js_api_timeout);
+    co_await run_step(true, saturating_deadline(bus_->config().js_api_timeout));
   }
   if (f.msgs.empty() && !no_wait_only && !f.error) {
     // 2. Wait up to `timeout` on the server for the batch.
-    co_await run_step(false, Clock::now() + timeout + std::chrono::milliseconds(1000));
+    co_await run_step(false, saturating_deadline(std::chrono::duration<double>(timeout) + std::chrono::seconds(1)));
   }
   if (f.error) std::rethrow_exception(f.error);
   co_return std::move(f.msgs);

@@ -29,14 +29,14 @@ Task<void> PushCore::start(ConsumerSpec spec) {
   // thinks an earlier subscriber is alive (a frozen or partitioned pod), wait for it to let go.
   if (!spec.durable.empty() && spec.queue.empty() && info.push_bound) {
     const auto started = Clock::now();
-    const auto deadline = started + spec.bind_timeout;
+    const auto deadline = saturating_deadline(spec.bind_timeout);
     auto backoff = std::chrono::milliseconds(100);
     log(LogLevel::warn, "js_consumer_bound_elsewhere",
         {{"stream", spec.stream},
          {"durable", spec.durable},
          {"action", fmt::format("retrying for up to {} ms", spec.bind_timeout.count())}});
     for (;;) {
-      if (Clock::now() + backoff > deadline) {
+      if (Clock::now() > deadline - backoff) {
         throw AlreadyBoundError(
             fmt::format("durable is still bound to another subscriber after {} ms (bind_timeout). Another live process "
                         "uses it, or the server has not yet noticed that a frozen one is gone (it does after ping_interval x "
@@ -144,7 +144,7 @@ void PushCore::arm_heartbeat_watch() {
   if (loop == nullptr) return;
   last_activity_ = Clock::now();
   add_ref();  // the timer's reference
-  hb_timer_ = loop->add_timer(Clock::now() + idle_heartbeat_, Work{&PushCore::heartbeat_check, this, nullptr});
+  hb_timer_ = loop->add_timer(saturating_deadline(idle_heartbeat_), Work{&PushCore::heartbeat_check, this, nullptr});
 }
 
 void PushCore::heartbeat_check(void* a, void*, bool run) noexcept {
@@ -162,7 +162,7 @@ void PushCore::heartbeat_check(void* a, void*, bool run) noexcept {
     }
     if (Loop* loop = self->bus_->loop(); loop != nullptr) {
       self->add_ref();
-      self->hb_timer_ = loop->add_timer(Clock::now() + self->idle_heartbeat_, Work{&PushCore::heartbeat_check, self, nullptr});
+      self->hb_timer_ = loop->add_timer(saturating_deadline(self->idle_heartbeat_), Work{&PushCore::heartbeat_check, self, nullptr});
     }
   }
   self->release();

@@ -312,7 +312,7 @@ detail::Sent ReceivedMessage::nak(std::chrono::milliseconds delay) {
   if (delay.count() < 0) {
     throw InvalidArgument(fmt::format("delay must not be negative, got {} ms", delay.count()), ErrorContext{.operation = "nak"});
   }
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count();
+  const auto ns = detail::saturating_ns(delay).count();
   const std::string body = fmt::format("-NAK {{\"delay\": {}}}", ns);
   detail::send_ack(detail::require(impl_, "nak"), "nak", body, detail::AckState::naked);
   return {};
@@ -332,7 +332,7 @@ bool ReceivedMessage::acknowledged() const noexcept { return impl_ != nullptr &&
 
 namespace {
 Task<void> ack_sync_impl(detail::Ref<detail::BusCore> bus, std::string reply, std::string subject) {
-  const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(bus->config().js_api_timeout);
+  const auto timeout = detail::saturating_ns(bus->config().js_api_timeout);
   auto [answer, status] = co_await detail::ReplyAwaiter(*bus, reply, "+ACK", timeout);
   if (status == NATS_TIMEOUT) {
     throw TimeoutError(

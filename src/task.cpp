@@ -151,7 +151,7 @@ class SignalAwaiter {
 
 }  // namespace detail
 
-detail::TimerAwaiter sleep(std::chrono::nanoseconds d) { return detail::TimerAwaiter(std::chrono::steady_clock::now() + d); }
+detail::TimerAwaiter sleep(std::chrono::nanoseconds d) { return detail::TimerAwaiter(detail::saturating_deadline(d)); }
 
 detail::TimerAwaiter sleep_until(std::chrono::steady_clock::time_point deadline) { return detail::TimerAwaiter(deadline); }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "natbus/task.hpp"  // saturating_deadline
+
 namespace natbus::detail {
 
 /// Transparent hash: look std::string keys up by string_view without a copy.
@@ -38,15 +40,24 @@ inline constexpr std::size_t kIsoLen = 29;
 /// ASCII case-insensitive equality.
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 
-/// steady_clock::now() + d, saturated at time_point::max() instead of overflowing (a timeout of
-/// milliseconds::max() means "no deadline").
+/// A timeout for cnats, in milliseconds: cnats adds it to the time since the epoch, so it is
+/// capped at ten years (no overflow for milliseconds::max()).
 template <class Rep, class Period>
-[[nodiscard]] std::chrono::steady_clock::time_point saturating_deadline(std::chrono::duration<Rep, Period> d) noexcept {
-  using std::chrono::steady_clock;
-  const auto now = steady_clock::now();
-  const auto room = std::chrono::duration_cast<std::chrono::duration<double>>(steady_clock::time_point::max() - now);
-  if (std::chrono::duration_cast<std::chrono::duration<double>>(d) >= room) return steady_clock::time_point::max();
-  return now + std::chrono::duration_cast<steady_clock::duration>(d);
+[[nodiscard]] constexpr std::int64_t cnats_ms(std::chrono::duration<Rep, Period> d) noexcept {
+  constexpr double cap = 10.0 * 365 * 24 * 3600 * 1000;
+  const double ms = std::chrono::duration_cast<std::chrono::duration<double, std::milli>>(d).count();
+  return ms >= cap ? static_cast<std::int64_t>(cap) : ms <= 0 ? 0 : static_cast<std::int64_t>(ms);
+}
+
+/// `d` in nanoseconds, saturated at nanoseconds::max() instead of overflowing.
+template <class Rep, class Period>
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_ns(std::chrono::duration<Rep, Period> d) noexcept {
+  using std::chrono::duration;
+  using std::chrono::nanoseconds;
+  const auto as_double = std::chrono::duration_cast<duration<double, std::nano>>(d).count();
+  if (as_double >= static_cast<double>(nanoseconds::max().count())) return nanoseconds::max();
+  if (as_double <= static_cast<double>(nanoseconds::min().count())) return nanoseconds::min();
+  return std::chrono::duration_cast<nanoseconds>(d);
 }
 
 }  // namespace natbus::detail

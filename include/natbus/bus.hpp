@@ -232,8 +232,8 @@ class [[nodiscard]] PublishFuture {
 class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it for as long as messages should arrive")]] Subscription {
  public:
   Subscription() noexcept = default;
-  explicit Subscription(detail::SubCore* core) noexcept;
-  Subscription(Subscription&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+  explicit Subscription(detail::SubCore * core) noexcept;
+  Subscription(Subscription && other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
   Subscription& operator=(Subscription&& other) noexcept;
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
@@ -267,7 +267,7 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
   MessageStream() noexcept = default;
   /// Library use (NatsBus::messages builds it).
   MessageStream(std::shared_ptr<detail::StreamChannel> ch, Subscription sub) noexcept : ch_(std::move(ch)), sub_(std::move(sub)) {}
-  MessageStream(MessageStream&&) noexcept = default;
+  MessageStream(MessageStream &&) noexcept = default;
   MessageStream& operator=(MessageStream&&) noexcept = default;
   MessageStream(const MessageStream&) = delete;
   MessageStream& operator=(const MessageStream&) = delete;
@@ -294,8 +294,8 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
 class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and call fetch() on it")]] PullSubscription {
  public:
   PullSubscription() noexcept = default;
-  explicit PullSubscription(detail::PullCore* core) noexcept;
-  PullSubscription(PullSubscription&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+  explicit PullSubscription(detail::PullCore * core) noexcept;
+  PullSubscription(PullSubscription && other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
   PullSubscription& operator=(PullSubscription&& other) noexcept;
   PullSubscription(const PullSubscription&) = delete;
   PullSubscription& operator=(const PullSubscription&) = delete;

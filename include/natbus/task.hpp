@@ -210,10 +210,28 @@ struct TimerAwaiter {
 }  // namespace detail
 
 /// Suspends the calling coroutine for `d` without blocking the loop.
+namespace detail {
+/// steady_clock::now() + d, saturated at time_point::max() instead of overflowing (a timeout of
+/// milliseconds::max() means "no deadline").
+template <class Rep, class Period>
+[[nodiscard]] std::chrono::steady_clock::time_point saturating_deadline(std::chrono::duration<Rep, Period> d) noexcept {
+  using std::chrono::steady_clock;
+  const auto now = steady_clock::now();
+  const auto room = std::chrono::duration_cast<std::chrono::duration<double>>(steady_clock::time_point::max() - now);
+  if (std::chrono::duration_cast<std::chrono::duration<double>>(d) >= room) return steady_clock::time_point::max();
+  return now + std::chrono::duration_cast<steady_clock::duration>(d);
+}
+}  // namespace detail
+
 /// `co_await natbus::sleep(250ms);` A non-positive duration still yields to the loop once.
 [[nodiscard]] detail::TimerAwaiter sleep(std::chrono::nanoseconds d);
 /// Suspends until `deadline`.
 [[nodiscard]] detail::TimerAwaiter sleep_until(std::chrono::steady_clock::time_point deadline);
+/// Any duration type, without overflow (sleep(milliseconds::max()) sleeps until the loop ends).
+template <class Rep, class Period>
+[[nodiscard]] detail::TimerAwaiter sleep(std::chrono::duration<Rep, Period> d) {
+  return sleep_until(detail::saturating_deadline(d));
+}
 
 namespace detail {
 struct YieldAwaiter {

@@ -205,3 +205,71 @@ TEST(BadInput, EveryCaseIsAClearErrorAndTheBusKeepsWorking) {
   }());
   std::printf("[bad-input] %d cases, each a clear natbus::Error, bus usable afterwards\n", tried);
 }
+
+TEST(BadInput, MaxDurationsNeitherOverflowNorHang) {
+  // milliseconds::max() for every timeout and duration: no arithmetic overflow (UBSan watches
+  // the sanitizer build), nothing that should complete hangs, and what the server computes with
+  // (pull expiry, heartbeats) is refused with the field named.
+  constexpr auto kMax = std::chrono::milliseconds::max();
+  NatsServer server;
+  NatsConfig cfg = config_for(server);
+  cfg.stream_create = true;
+  cfg.stream_name = "MAXDUR";
+  cfg.stream_subjects = {"maxdur.*"};
+  cfg.deliver_policy = natbus::DeliverPolicy::all;
+  cfg.publish_timeout = kMax;
+  cfg.ack_wait = kMax;
+  cfg.bind_timeout = kMax;
+  cfg.connect_timeout = kMax;
+  cfg.ping_interval = kMax;
+  cfg.reconnect_time_wait = kMax;
+  cfg.dedupe_window = kMax;
+  cfg.drain_timeout = kMax;
+  natbus::ConnectionStatus seen_after_close = natbus::ConnectionStatus::connected;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto m1 = BusMessage::from_text("maxdur.a", "one", {.correlation_id = "c1"});
+    const natbus::PubAck a = co_await bus.publish(std::move(m1));
+    EXPECT_EQ(a.sequence, 1U);
+    auto m2 = BusMessage::from_text("maxdur.a", "two");
+    auto f = co_await bus.publish_async(std::move(m2));
+    co_await bus.publish_async_complete(kMax);
+    (void)co_await std::move(f);
+    co_await bus.flush(kMax);
+    auto on_req = [](ReceivedMessage&) -> Task<nlohmann::json> { co_return nlohmann::json{{"ok", true}}; };
+    auto svc = co_await bus.serve("maxsvc.x", on_req);
+    auto req = BusMessage::from_json("maxsvc.x", nlohmann::json{{"q", 1}});
+    const ReceivedMessage answer = co_await bus.request(std::move(req), kMax);
+    EXPECT_EQ(answer.as_json()["ok"], true);
+    auto pull = co_await bus.pull_subscribe("maxdur.*", {.durable = "maxdur_pull", .ack_wait = kMax});
+    auto got = co_await pull.fetch(1, kMax);
+    EXPECT_EQ(got.size(), 1U);
+    if (!got.empty()) co_await got.front().nak(kMax);
+    // Refused with the field named: durations natbus and the server compute with.
+    std::string what;
+    try {
+      (void)co_await bus.pull_subscribe("maxdur.*", {.durable = "maxdur_pull2", .expires = kMax});
+    } catch (const natbus::InvalidArgument& e) {
+      what = e.what();
+    }
+    EXPECT_NE(what.find("expires"), std::string::npos) << what;
+    what.clear();
+    try {
+      (void)co_await bus.push_subscribe("maxdur.*", noop_handler, {.durable = "maxdur_push", .idle_heartbeat = kMax});
+    } catch (const natbus::InvalidArgument& e) {
+      what = e.what();
+    }
+    EXPECT_NE(what.find("idle_heartbeat"), std::string::npos) << what;
+    auto sleeper = natbus::sleep(kMax);  // a deadline at the end of time, not an overflow
+    (void)sleeper;
+    // status_changed with no deadline completes on the next change.
+    natbus::spawn([](NatsBus& b, natbus::ConnectionStatus& out) -> Task<void> {
+      out = co_await b.status_changed(natbus::ConnectionStatus::connected, std::chrono::milliseconds::max());
+    }(bus, seen_after_close));
+    co_await natbus::yield();
+    co_await bus.close();
+    co_await natbus::yield();
+  }());
+  EXPECT_NE(seen_after_close, natbus::ConnectionStatus::connected);
+}
