@@ -807,7 +807,7 @@ TEST(Consume, BadSubscribeInputIsAClearError) {
     auto handler = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };
     auto expect_invalid = [&](Task<natbus::Subscription> t, const char* needle) -> Task<void> {
       try {
-        co_await std::move(t);
+        (void)co_await std::move(t);
         ADD_FAILURE() << "expected InvalidArgument about " << needle;
       } catch (const natbus::InvalidArgument& e) {
         EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
