@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cstring>
 
 #include "request.hpp"
 #include "trace.hpp"
@@ -270,6 +271,7 @@ void SubCore::finish_stop() noexcept {
     sub_ = nullptr;
   }
   held_.clear();  // what could not be nak'ed (no connection) comes back after ack_wait
+  held_bytes_ = 0;
   bus_->remove_sink(this);
   bus_->unregister_sub(this);
   if (running_ == 0 && bus_->loop() != nullptr) idle_.wake_all(*bus_->loop());
@@ -279,6 +281,8 @@ void SubCore::finish_stop() noexcept {
 void SubCore::on_disconnected() noexcept {
   hold_queued();
   if (sub_ != nullptr) {
+    std::int64_t d = 0;
+    if (natsSubscription_GetDropped(sub_, &d) == NATS_OK && d > 0) dropped_before_ += static_cast<std::uint64_t>(d);
     natsSubscription_Unsubscribe(sub_);  // a no-op on a closed connection; leaving a live one (lame duck): UNSUB
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
@@ -310,7 +314,7 @@ void SubCore::resubscribe(natsConnection* nc) noexcept {
 
 void SubCore::hold_queued() noexcept {
   if (sub_ == nullptr) return;
-  while (held_.size() < hold_limit_) {
+  while (held_.size() < hold_limit_ && held_bytes_ < hold_bytes_limit_) {
     int pending = 0;
     if (natsSubscription_GetPending(sub_, &pending, nullptr) != NATS_OK || pending <= 0) return;
     natsMsg* raw = nullptr;
@@ -322,16 +326,14 @@ void SubCore::hold_queued() noexcept {
       continue;
     }
     if (s == NATS_SLOW_CONSUMER) {
-      // cnats dropped messages: JetStream redelivers them after ack_wait.
-      if (!slow_logged_) {
-        log(LogLevel::warn, "sub_slow_consumer", {{"subject", subject_}, {"durable", durable_}, {"queue", queue_}});
-        slow_logged_ = true;
-      }
+      // cnats dropped messages (its queue was full): JetStream redelivers them after ack_wait.
+      report_drops();
       continue;
     }
     if (s != NATS_OK || raw == nullptr) return;
     try {
       held_.emplace_back(raw);
+      held_bytes_ += static_cast<std::size_t>(natsMsg_GetDataLength(raw)) + std::strlen(natsMsg_GetSubject(raw));
     } catch (const std::bad_alloc&) {
       natsMsg_Destroy(raw);  // JetStream redelivers it after ack_wait
       return;
@@ -339,11 +341,36 @@ void SubCore::hold_queued() noexcept {
   }
 }
 
+std::uint64_t SubCore::dropped() const noexcept {
+  std::int64_t now = 0;
+  if (sub_ != nullptr) natsSubscription_GetDropped(sub_, &now);
+  return dropped_before_ + static_cast<std::uint64_t>(std::max<std::int64_t>(now, 0));
+}
+
+void SubCore::report_drops() noexcept {
+  const std::uint64_t total = dropped();
+  if (total == dropped_logged_) return;
+  const auto now = Clock::now();
+  if (dropped_logged_ != 0 && now - drop_logged_at_ < std::chrono::seconds(10)) return;
+  log(LogLevel::warn, "sub_slow_consumer",
+      {{"subject", subject_},
+       {"durable", durable_},
+       {"queue", queue_},
+       {"dropped", std::to_string(total - dropped_logged_)},
+       {"dropped_total", std::to_string(total)},
+       {"queued", std::to_string(held_.size())},
+       {"effect", durable_.empty() && stream_.empty() ? "lost (core NATS)" : "redelivered after ack_wait"}});
+  dropped_logged_ = total;
+  drop_logged_at_ = now;
+}
+
 bool SubCore::next_message(MsgPtr& out) noexcept {
   if (held_.empty()) hold_queued();
   if (held_.empty()) return false;
   out = std::move(held_.front());
   held_.pop_front();
+  const std::size_t size = static_cast<std::size_t>(natsMsg_GetDataLength(out.get())) + std::strlen(natsMsg_GetSubject(out.get()));
+  held_bytes_ = held_bytes_ > size ? held_bytes_ - size : 0;
   return true;
 }
 

@@ -25,6 +25,9 @@
 
 namespace natbus::detail {
 
+/// Bytes a push or core subscription queues at most, in cnats and again in natbus (held_).
+inline constexpr int kQueueBytes = 64 * 1024 * 1024;
+
 /// What natbus wants a consumer to look like.
 struct ConsumerSpec {
   std::string op;
@@ -89,6 +92,8 @@ class SubCore : public RefCounted, public MsgSink {
   [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
   [[nodiscard]] BusCore& bus() const noexcept { return *bus_; }
   [[nodiscard]] int running() const noexcept { return running_; }
+  /// Messages cnats dropped for this subscription because its queues were full.
+  [[nodiscard]] std::uint64_t dropped() const noexcept;
 
   /// Runner side (consumer.cpp).
   void handler_done(MsgImpl* msg, const std::exception_ptr& error) noexcept;
@@ -120,8 +125,10 @@ class SubCore : public RefCounted, public MsgSink {
   void dispatch(MsgPtr m);
   /// Subscribes (synchronously) to wire_subject_ / wire_queue_ on `nc` with the pending limits.
   void subscribe_on(natsConnection* nc, const ErrorContext& ctx);
-  /// Moves what cnats queued into held_ (up to hold_limit_).
+  /// Moves what cnats queued into held_ (up to hold_limit_ messages and hold_bytes_limit_ bytes).
   void hold_queued() noexcept;
+  /// Logs drops (rate-limited: at most one line per 10 s per subscription, with the count).
+  void report_drops() noexcept;
   /// Takes the next message (held first, then cnats'); false when there is none.
   bool next_message(MsgPtr& out) noexcept;
   /// Messages waiting here and in cnats' queue.
@@ -150,7 +157,12 @@ class SubCore : public RefCounted, public MsgSink {
   int pending_msgs_ = -1;  // cnats pending limits of sub_ (-1: none)
   int pending_bytes_ = -1;
   std::size_t hold_limit_ = ~std::size_t{0};
+  std::size_t hold_bytes_limit_ = ~std::size_t{0};
+  std::size_t held_bytes_ = 0;
   std::deque<MsgPtr> held_;
+  std::uint64_t dropped_before_ = 0;  // drops of cnats subscriptions of earlier connections
+  std::uint64_t dropped_logged_ = 0;
+  Clock::time_point drop_logged_at_{};
   bool active_ = false;
   bool draining_ = false;
   Clock::time_point drain_deadline_{};
@@ -160,7 +172,6 @@ class SubCore : public RefCounted, public MsgSink {
   int handles_ = 0;
   std::uint64_t delivered_ = 0;
   WaitList idle_;
-  bool slow_logged_ = false;
 };
 
 /// A plain NATS subscription (subscribe_core, serve): no consumer, no acks.

@@ -22,8 +22,9 @@ Task<void> CoreSubCore::start(std::string subject, std::string queue, std::strin
   wire_queue_ = queue_;
   // Core NATS has no redelivery: hold a generous backlog before cnats drops (sub_slow_consumer).
   pending_msgs_ = 65536;
-  pending_bytes_ = 64 * 1024 * 1024;
+  pending_bytes_ = kQueueBytes;
   hold_limit_ = 65536;
+  hold_bytes_limit_ = kQueueBytes;
   subscribe_on(bus.nc(), ErrorContext{.operation = op, .subject = subject_});
   active_ = true;
   bus.add_sink(this);

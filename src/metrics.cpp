@@ -43,6 +43,7 @@ MetricsSnapshot NatsBus::metrics() const {
     m.redelivered = s->redelivered_;
     m.handler_errors = s->handler_errors_;
     m.in_flight = static_cast<std::uint64_t>(s->running());
+    m.dropped = s->dropped();
     m.handler_seconds = s->handler_seconds_;
     out.subscriptions.push_back(std::move(m));
   }
@@ -111,6 +112,7 @@ std::string to_prometheus(const MetricsSnapshot& s) {
                              {"natbus_redelivered_total", "counter", "deliveries after the first (JetStream redeliveries)"},
                              {"natbus_handler_errors_total", "counter", "handlers that threw"},
                              {"natbus_handlers_in_flight", "gauge", "handlers running now"},
+                             {"natbus_dropped_total", "counter", "messages dropped because the subscription's queue was full"},
                              {"natbus_handler_seconds", "histogram", "handler duration"}};
   for (const auto& f : families) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f.name, f.help, f.name, f.type);
@@ -122,6 +124,7 @@ std::string to_prometheus(const MetricsSnapshot& s) {
       if (name == "natbus_redelivered_total") out += fmt::format("{}{{{}}} {}\n", name, labels, sub.redelivered);
       if (name == "natbus_handler_errors_total") out += fmt::format("{}{{{}}} {}\n", name, labels, sub.handler_errors);
       if (name == "natbus_handlers_in_flight") out += fmt::format("{}{{{}}} {}\n", name, labels, sub.in_flight);
+      if (name == "natbus_dropped_total") out += fmt::format("{}{{{}}} {}\n", name, labels, sub.dropped);
       if (name == "natbus_handler_seconds") histogram(out, name, labels, sub.handler_seconds);
     }
   }

@@ -59,9 +59,12 @@ Task<void> PushCore::start(ConsumerSpec spec) {
   wire_subject_ = spec.deliver_subject;
   wire_queue_ = spec.queue;
   // The server bounds what is in flight by max_ack_pending; the queues must hold that much.
+  // Unlimited (-1), or more than fits in 64 MiB: cnats drops the excess, and every drop is
+  // counted (metrics) and logged (sub_slow_consumer); JetStream redelivers after ack_wait.
   pending_msgs_ = spec.max_ack_pending > 65536 ? spec.max_ack_pending : 65536;
-  pending_bytes_ = -1;
+  pending_bytes_ = kQueueBytes;
   hold_limit_ = static_cast<std::size_t>(pending_msgs_);
+  hold_bytes_limit_ = kQueueBytes;
   subscribe_on(bus.nc(), ctx);
   active_ = true;
   bus.add_sink(this);

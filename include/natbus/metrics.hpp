@@ -48,7 +48,10 @@ struct SubscriptionMetrics {
   std::uint64_t redelivered = 0;     ///< of those, deliveries after the first (JetStream)
   std::uint64_t handler_errors = 0;  ///< handlers that threw
   std::uint64_t in_flight = 0;       ///< handlers running now
-  Histogram handler_seconds;         ///< handler duration
+  /// Messages dropped because the subscription's queue was full (a slow consumer; JetStream
+  /// redelivers them after ack_wait, core NATS loses them).
+  std::uint64_t dropped = 0;
+  Histogram handler_seconds;  ///< handler duration
 };
 
 struct MetricsSnapshot {

@@ -826,6 +826,59 @@ TEST(Fault, PubAckOutstandingAtLossFailsAtOnceAndPublishesWaitForTheNewConnectio
   EXPECT_EQ(sequence, 1U);
 }
 
+TEST(Fault, UnboundedPushConsumerIsBoundedAndEveryDropIsCountedAndLogged) {
+  // max_ack_pending = -1 and a handler that does not keep up: natbus' and cnats' queues stop at
+  // their bounds, cnats drops the excess, and the drops show in the metrics and (rate-limited)
+  // in the log. JetStream redelivers what was dropped.
+  constexpr int kCount = 150000;
+  NatsServer server;
+  LogCapture logs;
+  NatsConfig cfg = resilient(server.url(), "FLOOD", "flood.*");
+  cfg.stream.storage = natbus::StorageType::memory;
+  std::uint64_t dropped = 0;
+  std::string prometheus;
+  natbus::run([&]() -> Task<void> {
+    NatsBus publisher{cfg};
+    co_await publisher.connect();
+    std::vector<natbus::PublishFuture> futures;
+    for (int i = 0; i < kCount; ++i) {
+      auto msg = BusMessage::from_text("flood.a", "x", {.natbus_headers = false});
+      futures.push_back(co_await publisher.publish_async(std::move(msg)));
+    }
+    co_await publisher.publish_async_complete(60s);
+    futures.clear();
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    bool release = false;
+    auto stuck = [&](ReceivedMessage m) -> Task<void> {
+      while (!release) co_await natbus::sleep(10ms);
+      co_await m.ack();
+    };
+    auto sub = co_await bus.push_subscribe("flood.*", stuck, {.durable = "flood", .max_ack_pending = -1});
+    const bool saw = co_await eventually(
+        [&] {
+          const auto m = bus.metrics();
+          return !m.subscriptions.empty() && m.subscriptions.front().dropped > 0;
+        },
+        60s);
+    EXPECT_TRUE(saw) << "no drop was counted";
+    dropped = bus.metrics().subscriptions.front().dropped;
+    prometheus = bus.prometheus_metrics();
+    release = true;
+    co_await sub.close();
+    co_await bus.close();
+    co_await publisher.close();
+  }());
+  EXPECT_GT(dropped, 0U);
+  EXPECT_LT(dropped, static_cast<std::uint64_t>(kCount));
+  EXPECT_NE(prometheus.find("natbus_dropped_total{"), std::string::npos);
+  int lines = 0;
+  for (const auto& l : logs.lines()) lines += l.find("sub_slow_consumer") != std::string::npos ? 1 : 0;
+  EXPECT_GE(lines, 1) << "drops were not logged";
+  EXPECT_LE(lines, 3) << "drops are logged at most every 10 s";
+  std::printf("[fault] flood: dropped=%llu log_lines=%d\n", static_cast<unsigned long long>(dropped), lines);
+}
+
 TEST(Fault, MaxReconnectAttemptsEndsTheBusAndEveryConsumerWithTheCause) {
   NatsServer server;
   NatsConfig cfg = resilient(server.url(), "GIVEUP", "giveup.*");
