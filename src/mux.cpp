@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstring>
 #include <unordered_map>
+#include <vector>
 
 #include "bus_core.hpp"
 
@@ -101,10 +102,15 @@ void Mux::stop(natsStatus status) noexcept {
 }
 
 void Mux::fail_all(natsStatus status) noexcept {
+  std::vector<std::uint64_t> parked;
+  parked.reserve(parked_.size());
+  for (const auto& [t, e] : parked_) parked.push_back(t);
+  for (const std::uint64_t t : parked) complete(t, nullptr, status);
   for (std::uint64_t t = base_; t < next_; ++t) {
     if (find(t) != nullptr) complete(t, nullptr, status);
   }
   entries_.clear();
+  parked_.clear();
   base_ = next_;
   live_ = 0;
   if (sweep_timer_) {
@@ -151,16 +157,35 @@ std::uint64_t Mux::send(std::string_view subject, std::string_view data, std::ch
 }
 
 Mux::Entry* Mux::find(std::uint64_t token) noexcept {
-  if (token < base_ || token >= next_) return nullptr;
+  if (token >= next_) return nullptr;
+  if (token < base_) {
+    const auto it = parked_.find(token);
+    return it != parked_.end() && it->second.waiter != nullptr ? &it->second : nullptr;
+  }
   Entry& e = entries_[static_cast<std::size_t>(token - base_)];
   return e.waiter != nullptr ? &e : nullptr;
 }
 
 void Mux::trim() noexcept {
-  while (!entries_.empty() && entries_.front().waiter == nullptr) {
+  // Past this many entries, a live one at the front is parked rather than pinning the rest.
+  constexpr std::size_t kParkAbove = 1024;
+  while (!entries_.empty()) {
+    Entry& front = entries_.front();
+    if (front.waiter != nullptr) {
+      if (entries_.size() <= kParkAbove) return;
+      try {
+        parked_.emplace(base_, front);
+      } catch (const std::bad_alloc&) {
+        return;  // keep it in place
+      }
+    }
     entries_.pop_front();
     ++base_;
   }
+}
+
+void Mux::forget_parked(std::uint64_t token) noexcept {
+  if (token < base_) parked_.erase(token);
 }
 
 void Mux::complete(std::uint64_t token, MsgPtr reply, natsStatus status) noexcept {
@@ -169,6 +194,7 @@ void Mux::complete(std::uint64_t token, MsgPtr reply, natsStatus status) noexcep
   Waiter* w = e->waiter;
   e->waiter = nullptr;
   --live_;
+  forget_parked(token);
   trim();
   w->on_reply(std::move(reply), status);
 }
@@ -178,6 +204,7 @@ void Mux::cancel(std::uint64_t token) noexcept {
   if (e == nullptr) return;
   e->waiter = nullptr;
   --live_;
+  forget_parked(token);
   trim();
 }
 
@@ -253,6 +280,16 @@ void Mux::sweep_work(void* a, void*, bool run) noexcept {
 void Mux::sweep() noexcept {
   const auto now = Clock::now();
   auto next = Clock::time_point::max();
+  std::vector<std::uint64_t> expired;
+  for (const auto& [t, e] : parked_) {
+    if (e.waiter == nullptr) continue;
+    if (e.deadline <= now) {
+      expired.push_back(t);
+    } else {
+      next = std::min(next, e.deadline);
+    }
+  }
+  for (const std::uint64_t t : expired) complete(t, nullptr, NATS_TIMEOUT);
   for (std::uint64_t t = base_; t < next_; ++t) {
     Entry* e = find(t);
     if (e == nullptr) continue;

@@ -22,6 +22,7 @@
 #include <deque>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "cnats.hpp"
 #include "loop.hpp"
@@ -78,6 +79,8 @@ class Mux final : public MsgSink {
   void cancel(std::uint64_t token) noexcept;
 
   [[nodiscard]] std::size_t outstanding() const noexcept { return live_; }
+  /// Entries the table holds (outstanding ones and the completed ones not yet trimmed).
+  [[nodiscard]] std::size_t table_size() const noexcept { return entries_.size() + parked_.size(); }
 
   /// Drains the fast lane (MsgSink; called by the bus after each socket read).
   void pump() noexcept override;
@@ -89,6 +92,7 @@ class Mux final : public MsgSink {
   };
   Entry* find(std::uint64_t token) noexcept;
   void unsubscribe() noexcept;
+  void forget_parked(std::uint64_t token) noexcept;
   void fail_all(natsStatus status) noexcept;
   void on_message(MsgPtr m) noexcept;
   void on_fast_message(MsgPtr m) noexcept;
@@ -109,7 +113,11 @@ class Mux final : public MsgSink {
   std::uint64_t id_ = 0;                  // key of this Mux in the loop thread's registry
   std::string prefix_;                    // "<inbox_prefix>.<random>."
   std::string fast_prefix_;               // "<inbox_prefix>.<random>.f."
-  std::deque<Entry> entries_;             // entries_[i] is token base_ + i
+  // entries_[i] is token base_ + i: a request's entry is found by index, with no allocation
+  // per request. An entry that stays live at the front while the table grows (one long request
+  // among many short ones) is parked in parked_, so the deque shrinks to what is outstanding.
+  std::deque<Entry> entries_;
+  std::unordered_map<std::uint64_t, Entry> parked_;
   std::uint64_t base_ = 1;
   std::uint64_t next_ = 1;
   std::size_t live_ = 0;

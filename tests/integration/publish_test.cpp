@@ -1,8 +1,12 @@
 // JetStream publishing: PubAcks, the header contract on the wire, pipelining, dedup, errors.
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <fstream>
+
 #include <regex>
 
+#include "bus_core.hpp"
 #include "gzip.hpp"
 #include "support/bus_test.hpp"
 
@@ -299,4 +303,70 @@ TEST(Publish, CloseWaitsForPendingPubAcks) {
     }
     EXPECT_EQ(acked, 500);
   }());
+}
+
+namespace {
+std::size_t rss_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return static_cast<std::size_t>(std::stoul(line.substr(6)));
+  }
+  return 0;
+}
+}  // namespace
+
+TEST(Publish, OneLongRequestDoesNotPinTheReplyTable) {
+  // A request that waits an hour while 500,000 publishes come and go: the reply table holds
+  // what is outstanding, not everything since that request.
+  constexpr int kCount = 500000;
+  NatsServer server;
+  NatsConfig cfg = stream_config(server, "PIN", "pin.*");
+  cfg.stream.storage = natbus::StorageType::memory;
+  std::size_t table_at_100k = 0;
+  std::size_t table_at_end = 0;
+  std::size_t rss_at_100k = 0;
+  std::size_t rss_at_end = 0;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    auto silent = [](natbus::ReceivedMessage) -> Task<void> { co_return; };  // never answers
+    auto sub = co_await bus.subscribe_core("slowreq.x", silent);
+    bool answered = false;
+    natbus::spawn([](NatsBus& b, bool& done) -> Task<void> {
+      auto req = BusMessage::from_text("slowreq.x", "take your time");
+      try {
+        (void)co_await b.request(std::move(req), std::chrono::hours(1));
+      } catch (const natbus::Error&) {
+      }
+      done = true;
+    }(bus, answered));
+    co_await natbus::yield();
+    std::deque<natbus::PublishFuture> window;
+    for (int i = 0; i < kCount; ++i) {
+      auto msg = BusMessage::from_text("pin.a", "x", {.natbus_headers = false});
+      window.push_back(co_await bus.publish_async(std::move(msg)));
+      if (window.size() >= 2048) {
+        (void)co_await std::move(window.front());
+        window.pop_front();
+      }
+      if (i == 100000) {
+        table_at_100k = bus.core()->mux().table_size();
+        rss_at_100k = rss_kb();
+      }
+    }
+    while (!window.empty()) {
+      (void)co_await std::move(window.front());
+      window.pop_front();
+    }
+    table_at_end = bus.core()->mux().table_size();
+    rss_at_end = rss_kb();
+    EXPECT_FALSE(answered);
+    co_await bus.close();
+  }());
+  std::printf("[publish] reply table with one long request: %zu entries at 100k publishes, %zu at %d; RSS %zu -> %zu kB\n", table_at_100k,
+              table_at_end, kCount, rss_at_100k, rss_at_end);
+  EXPECT_LT(table_at_100k, 10000U);
+  EXPECT_LT(table_at_end, 10000U);
+  EXPECT_LT(rss_at_end, rss_at_100k + 8 * 1024) << "RSS grew by more than 8 MB";
 }
