@@ -1,12 +1,18 @@
 #include "util.hpp"
 
 #include <array>
+#include <atomic>
+#include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <limits>
 #include <mutex>
-#include <random>
+
+#include <pthread.h>
+#include <sys/random.h>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -14,19 +20,59 @@
 namespace natbus::detail {
 
 namespace {
-std::mt19937_64& rng() {
-  thread_local std::mt19937_64 gen = [] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
-  }();
-  return gen;
+
+// Ids, inbox names and span ids come from the kernel's CSPRNG (getrandom), read 4 KiB at a time
+// per thread: unpredictable (a client on the same account must not guess an inbox and inject a
+// reply, which a Mersenne Twister's outputs in x-trace-id would let it do), at the cost of one
+// system call per 128 messages. A forked child refills before it hands out anything.
+std::atomic<std::uint64_t> g_fork_generation{0};
+
+void on_fork_child() noexcept { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+struct RandomPool {
+  std::array<std::uint64_t, 512> words{};
+  std::size_t next = words.size();
+  std::uint64_t generation = ~std::uint64_t{0};
+
+  void refill() noexcept {
+    auto* p = reinterpret_cast<unsigned char*>(words.data());
+    std::size_t left = sizeof words;
+    while (left > 0) {
+      const ssize_t n = ::getrandom(p, left, 0);
+      if (n > 0) {
+        p += n;
+        left -= static_cast<std::size_t>(n);
+      } else if (n < 0 && errno != EINTR) {
+        // No getrandom (a kernel older than 3.17): /dev/urandom is the same source.
+        std::FILE* f = std::fopen("/dev/urandom", "rb");
+        const std::size_t got = f != nullptr ? std::fread(p, 1, left, f) : 0;
+        if (f != nullptr) std::fclose(f);
+        if (got != left) std::abort();  // no secure randomness at all: never hand out guessable ids
+        left = 0;
+      }
+    }
+    next = 0;
+    generation = g_fork_generation.load(std::memory_order_relaxed);
+  }
+  std::uint64_t take() noexcept {
+    if (next == words.size() || generation != g_fork_generation.load(std::memory_order_relaxed)) refill();
+    return words[next++];
+  }
+};
+
+RandomPool& pool() {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, &on_fork_child);
+  (void)registered;
+  thread_local RandomPool p;
+  return p;
 }
+
 }  // namespace
 
 void uuid4_into(char* out) noexcept {
-  const std::uint64_t hi = rng()();
-  const std::uint64_t lo = rng()();
+  RandomPool& rp = pool();
+  const std::uint64_t hi = rp.take();
+  const std::uint64_t lo = rp.take();
   std::array<unsigned char, 16> b{};
   for (std::size_t i = 0; i < 8; ++i) {
     b[i] = static_cast<unsigned char>(hi >> (8 * i));
@@ -42,7 +88,7 @@ void uuid4_into(char* out) noexcept {
   }
 }
 
-std::uint64_t random_u64() noexcept { return rng()(); }
+std::uint64_t random_u64() noexcept { return pool().take(); }
 
 std::string uuid4() {
   std::string out(kUuidLen, '0');
@@ -52,9 +98,17 @@ std::string uuid4() {
 
 std::string random_token(std::size_t n) {
   static constexpr char kAlphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-  std::uniform_int_distribution<std::size_t> dist(0, sizeof(kAlphabet) - 2);
+  static constexpr unsigned kLetters = sizeof(kAlphabet) - 1;  // 62
+  RandomPool& rp = pool();
   std::string out(n, '0');
-  for (auto& c : out) c = kAlphabet[dist(rng())];
+  std::size_t i = 0;
+  while (i < n) {
+    std::uint64_t w = rp.take();
+    for (int b = 0; b < 8 && i < n; ++b, w >>= 8U) {
+      const unsigned byte = static_cast<unsigned>(w & 0xffU);
+      if (byte < 4 * kLetters) out[i++] = kAlphabet[byte % kLetters];  // no modulo bias: 248 = 4 x 62
+    }
+  }
   return out;
 }
 

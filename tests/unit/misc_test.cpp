@@ -1,6 +1,9 @@
 // Errors, logging, gzip, UTF-8, ids, timestamps.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <regex>
 #include <set>
 
@@ -196,4 +199,36 @@ TEST(RetryBackoff, DelaysGrowWithTheDeliveryCountUpToTheCap) {
   const std::vector<milliseconds> bad{milliseconds(10), milliseconds(0)};
   EXPECT_NE(natbus::detail::backoff_problem(def, bad).find("step 1"), std::string::npos);
   EXPECT_EQ(natbus::detail::backoff_problem(def, steps), "");
+}
+
+TEST(Random, IdsComeFromTheKernelAndAForkedChildDoesNotRepeatTheParent) {
+  // Buffered randomness must not be replayed by a child process: both sides draw new ids.
+  (void)natbus::detail::uuid4();  // the parent's pool is filled before the fork
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string child = natbus::detail::uuid4() + natbus::detail::random_token(22);
+    (void)!::write(fds[1], child.data(), child.size());
+    ::_exit(0);
+  }
+  const std::string parent = natbus::detail::uuid4() + natbus::detail::random_token(22);
+  std::string child(parent.size(), '\0');
+  std::size_t got = 0;
+  while (got < child.size()) {
+    const ssize_t n = ::read(fds[0], child.data() + got, child.size() - got);
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ASSERT_EQ(got, parent.size());
+  EXPECT_NE(child, parent);
+  const std::string token = natbus::detail::random_token(1000);
+  EXPECT_EQ(token.find_first_not_of("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"), std::string::npos);
+  std::set<char> letters(token.begin(), token.end());
+  EXPECT_EQ(letters.size(), 62U);  // 1000 draws cover all 62 letters (missing one: p < 1e-5)
 }
