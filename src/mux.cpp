@@ -167,12 +167,14 @@ Mux::Entry* Mux::find(std::uint64_t token) noexcept {
 }
 
 void Mux::trim() noexcept {
-  // Past this many entries, a live one at the front is parked rather than pinning the rest.
+  // A live entry at the front is parked (rather than pinning the rest) once the table is large
+  // and mostly completed: one long request among many short ones. A full pipeline of
+  // outstanding publishes (completed in order) is left alone and costs no allocation.
   constexpr std::size_t kParkAbove = 1024;
   while (!entries_.empty()) {
     Entry& front = entries_.front();
     if (front.waiter != nullptr) {
-      if (entries_.size() <= kParkAbove) return;
+      if (entries_.size() <= kParkAbove || entries_.size() < 2 * live_) return;
       try {
         parked_.emplace(base_, front);
       } catch (const std::bad_alloc&) {
