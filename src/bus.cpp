@@ -812,25 +812,6 @@ Task<void> NatsBus::close() {
 
 bool NatsBus::connected() const noexcept { return core_ != nullptr && core_->is_open(); }
 
-ConnectionStatus NatsBus::status() const noexcept {
-  if (core_ == nullptr) return ConnectionStatus::closed;
-  switch (core_->state()) {
-    case BusCore::State::idle:
-      return ConnectionStatus::idle;
-    case BusCore::State::connecting:
-      return ConnectionStatus::connecting;
-    case BusCore::State::closing:
-      return ConnectionStatus::closing;
-    case BusCore::State::closed:
-      return ConnectionStatus::closed;
-    case BusCore::State::reconnecting:
-      return ConnectionStatus::reconnecting;
-    case BusCore::State::open:
-      break;
-  }
-  return ConnectionStatus::connected;
-}
-
 namespace {
 ConnectionStatus to_status(BusCore::State s) noexcept {
   switch (s) {
@@ -859,6 +840,8 @@ Task<ConnectionStatus> status_changed_impl(Ref<BusCore> bus, ConnectionStatus se
   co_return to_status(bus->state());
 }
 }  // namespace
+
+ConnectionStatus NatsBus::status() const noexcept { return core_ == nullptr ? ConnectionStatus::closed : to_status(core_->state()); }
 
 Task<ConnectionStatus> NatsBus::status_changed(ConnectionStatus seen, std::chrono::milliseconds timeout) {
   if (timeout.count() < 0) {
