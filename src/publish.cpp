@@ -168,12 +168,13 @@ void BusCore::publish_settled() noexcept {
 
 bool BusCore::published_recently(std::string_view correlation_id) {
   const auto now = Clock::now();
-  if (now - dedupe_swept_ > cfg_.dedupe_window) {
-    std::erase_if(dedupe_, [&](const auto& kv) { return now - kv.second > cfg_.dedupe_window; });
+  const auto window = saturating_ns(cfg_.dedupe_window);  // compared in the clock's nanoseconds
+  if (now - dedupe_swept_ > window) {
+    std::erase_if(dedupe_, [&](const auto& kv) { return now - kv.second > window; });
     dedupe_swept_ = now;
   }
   const auto it = dedupe_.find(correlation_id);
-  return it != dedupe_.end() && now - it->second <= cfg_.dedupe_window;
+  return it != dedupe_.end() && now - it->second <= window;
 }
 
 void BusCore::remember_published(std::string correlation_id) { dedupe_.insert_or_assign(std::move(correlation_id), Clock::now()); }

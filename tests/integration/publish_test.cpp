@@ -368,5 +368,7 @@ TEST(Publish, OneLongRequestDoesNotPinTheReplyTable) {
               table_at_end, kCount, rss_at_100k, rss_at_end);
   EXPECT_LT(table_at_100k, 10000U);
   EXPECT_LT(table_at_end, 10000U);
-  EXPECT_LT(rss_at_end, rss_at_100k + 8 * 1024) << "RSS grew by more than 8 MB";
+  if (!kSanitized) {  // sanitizer allocators keep freed memory: RSS says nothing there
+    EXPECT_LT(rss_at_end, rss_at_100k + 8 * 1024) << "RSS grew by more than 8 MB";
+  }
 }

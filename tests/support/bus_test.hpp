@@ -13,6 +13,19 @@
 
 namespace natbus::testing {
 
+/// True in ASan/TSan builds, where RSS and heap figures say nothing about natbus.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 /// A NatsConfig pointing at `server` (with its credentials), quick timeouts for tests.
 inline NatsConfig config_for(const NatsServer& server) {
   NatsConfig c;
