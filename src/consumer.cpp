@@ -15,6 +15,8 @@ namespace natbus::detail {
 
 namespace {
 
+std::uint64_t ack_token(std::string_view reply, std::size_t v1, std::size_t v2) noexcept;
+
 template <class D>
 std::int64_t ns(D d) {
   return static_cast<std::int64_t>(saturating_ns(d).count());
@@ -218,16 +220,36 @@ void SubCore::stop() noexcept {
   // more comes; every message that arrives until then is given back (nak'ed), not dropped.
   // (nats-server checks a pull request's interest before it fills it, so pull requests still
   // waiting there take nothing more once the UNSUB is processed.)
-  if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr ||
-      natsSubscription_DrainTimeout(sub_, cnats_ms(bus_->config().js_api_timeout)) != NATS_OK) {
+  if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr) {
     nak_queued();
     finish_stop();
     return;
   }
   draining_ = true;
-  drain_deadline_ = saturating_deadline(std::chrono::duration<double>(bus_->config().js_api_timeout) + std::chrono::seconds(1));
+  unsub_sent_ = false;
   add_ref();  // the drain's reference: released by finish_stop()
+  if (wants_in_flight_check()) {
+    // A push consumer's messages may still be on their way out of the server (a slow reader's
+    // socket): an UNSUB now would send the rest into the void, redelivered only after ack_wait.
+    // First ask the consumer how far it delivered, and hold (not nak) everything until that
+    // far has arrived; then UNSUB.
+    drain_deadline_ = saturating_deadline(bus_->config().js_api_timeout);
+    loop->spawn(wait_in_flight(Ref<SubCore>(this)));
+  } else {
+    start_drain();
+    if (!draining_) return;
+  }
   if (!drain_step()) drain_timer_ = loop->add_timer(Clock::now() + kDrainPoll, Work{&SubCore::drain_tick, this, nullptr});
+}
+
+void SubCore::start_drain() noexcept {
+  const auto timeout = bus_->config().js_api_timeout;
+  if (natsSubscription_DrainTimeout(sub_, cnats_ms(timeout)) != NATS_OK) {
+    finish_stop();  // nak_queued() ran already
+    return;
+  }
+  unsub_sent_ = true;
+  drain_deadline_ = saturating_deadline(std::chrono::duration<double>(timeout) + std::chrono::seconds(1));
 }
 
 void SubCore::drain_tick(void* a, void*, bool run) noexcept {
@@ -245,8 +267,31 @@ void SubCore::drain_tick(void* a, void*, bool run) noexcept {
   }
 }
 
+Task<void> SubCore::wait_in_flight(Ref<SubCore> self) {
+  std::uint64_t target = 0;
+  try {
+    const ConsumerInfo info = co_await self->bus_->consumer_info(self->stream_, self->durable_);
+    target = info.delivered_consumer_sequence;
+  } catch (const std::exception& e) {
+    log(LogLevel::debug, "sub_drain_info_failed", {{"durable", self->durable_}, {"error", e.what()}});
+  }
+  self->in_flight_target_ = target;
+  self->in_flight_known_ = true;
+}
+
 bool SubCore::drain_step() noexcept {
   if (!draining_) return true;
+  if (!unsub_sent_) {
+    hold_queued();
+    const bool arrived = in_flight_known_ && max_consumer_seq_ >= in_flight_target_;
+    if (!arrived && Clock::now() <= drain_deadline_ && bus_->has_connection() && sub_ != nullptr) return false;
+    if (sub_ == nullptr || !bus_->has_connection()) {
+      finish_stop();
+      return true;
+    }
+    start_drain();
+    if (!draining_) return true;
+  }
   nak_queued();
   // The drain is complete once the PONG came and cnats' queue is empty (anything else than
   // "still in progress" ends it: done, or the subscription or connection closed meanwhile).
@@ -331,6 +376,9 @@ void SubCore::hold_queued() noexcept {
       continue;
     }
     if (s != NATS_OK || raw == nullptr) return;
+    if (const char* reply = natsMsg_GetReply(raw); reply != nullptr && wants_in_flight_check()) {
+      max_consumer_seq_ = std::max(max_consumer_seq_, ack_token(reply, 6, 8));
+    }
     try {
       held_.emplace_back(raw);
       held_bytes_ += static_cast<std::size_t>(natsMsg_GetDataLength(raw)) + std::strlen(natsMsg_GetSubject(raw));
@@ -460,8 +508,8 @@ std::string error_text(const std::exception_ptr& error) {
   return "unknown exception";
 }
 
-/// The delivery count in a $JS.ACK reply subject (v1: 9 tokens, v2: 12 or more), 0 otherwise.
-std::uint64_t delivery_count(std::string_view reply) noexcept {
+/// Token `v1` (9 tokens) or `v2` (12 or more) of a $JS.ACK reply subject as a number, else 0.
+std::uint64_t ack_token(std::string_view reply, std::size_t v1, std::size_t v2) noexcept {
   if (!reply.starts_with("$JS.ACK.")) return 0;
   std::array<std::string_view, 12> tokens{};
   std::size_t n = 0;
@@ -472,7 +520,7 @@ std::uint64_t delivery_count(std::string_view reply) noexcept {
     if (dot == std::string_view::npos) break;
     start = dot + 1;
   }
-  const std::string_view t = n == 9 ? tokens[4] : n >= 12 ? tokens[6] : std::string_view{};
+  const std::string_view t = n == 9 ? tokens[v1] : n >= 12 ? tokens[v2] : std::string_view{};
   std::uint64_t v = 0;
   for (char c : t) {
     if (c < '0' || c > '9') return 0;
@@ -480,6 +528,9 @@ std::uint64_t delivery_count(std::string_view reply) noexcept {
   }
   return v;
 }
+
+/// The delivery count in a $JS.ACK reply subject, 0 otherwise.
+std::uint64_t delivery_count(std::string_view reply) noexcept { return ack_token(reply, 4, 6); }
 
 bool is_poison(const std::exception_ptr& error) {
   if (!error) return false;

@@ -137,6 +137,11 @@ class SubCore : public RefCounted, public MsgSink {
   [[nodiscard]] bool can_dispatch() const noexcept { return active_ && bus_->has_connection(); }
   /// JetStream consumers drain on stop (core subscriptions have nothing to give back).
   [[nodiscard]] virtual bool drains_on_stop() const noexcept { return false; }
+  /// Push durables without a queue group wait, before the UNSUB, for what the server already
+  /// sent (see stop()). Others need not: a queue group's other members take what comes.
+  [[nodiscard]] virtual bool wants_in_flight_check() const noexcept { return false; }
+  void start_drain() noexcept;
+  static Task<void> wait_in_flight(Ref<SubCore> self);
   /// While draining: naks what arrived; ends the drain once cnats is done with it (true).
   bool drain_step() noexcept;
   /// Ends a drain (or a stop without one): the cnats subscription goes, the bus forgets this.
@@ -165,6 +170,10 @@ class SubCore : public RefCounted, public MsgSink {
   Clock::time_point drop_logged_at_{};
   bool active_ = false;
   bool draining_ = false;
+  bool unsub_sent_ = false;
+  bool in_flight_known_ = false;
+  std::uint64_t in_flight_target_ = 0;  // the consumer's delivered sequence when the stop began
+  std::uint64_t max_consumer_seq_ = 0;  // the highest consumer sequence received (push durables)
   Clock::time_point drain_deadline_{};
   TimerKey drain_timer_{};
   bool pumping_ = false;
@@ -193,6 +202,7 @@ class PushCore final : public SubCore {
   void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
   [[nodiscard]] bool drains_on_stop() const noexcept override { return true; }
+  [[nodiscard]] bool wants_in_flight_check() const noexcept override { return !durable_.empty() && queue_.empty(); }
 
  private:
   bool handle_control(natsMsg* m) noexcept;
