@@ -131,6 +131,8 @@ void ConnIo::on_io(std::uint32_t events) noexcept {
 
 void ConnIo::on_iteration_end() noexcept {
   if (!want_write_.load(std::memory_order_relaxed) || abandoned_.load()) return;
+  // A failed write can make the bus drop this connection (check_closed): stay alive until done.
+  const auto self = shared_from_this();
   {
     std::lock_guard lock(mu_);
     if (out_armed_) return;  // the socket is full: EPOLLOUT will tell when to go on
