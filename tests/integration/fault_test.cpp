@@ -693,8 +693,9 @@ TEST(Fault, StreamDeletedUnderLiveConsumers) {
 
 // A connection that ends in the middle of a protocol frame (what a server restart under load
 // does by chance): the client must reconnect once, deliver no corrupted message, and go on.
-// cnats 3.4.1 alone carries the half frame into the next connection (nats.c#1007): a corrupted
-// message, or a parser stuck for good and a reconnect storm. The frame guard prevents both.
+// cnats 3.4.1's own reconnect carries the half frame into the next connection (nats.c#1007): a
+// corrupted message, or a parser stuck for good and a reconnect storm. natbus opens a fresh
+// connection (and parser) instead.
 namespace {
 /// A subscriber behind a CutProxy; the proxy ends its connection `cuts` times in a row at
 /// `where`. Every message must arrive whole (none built from two connections' bytes), messages
