@@ -15,7 +15,11 @@ namespace natbus::detail {
 
 namespace {
 
-std::uint64_t ack_token(std::string_view reply, std::size_t v1, std::size_t v2) noexcept;
+struct AckTokens {
+  std::uint64_t delivered = 0;     // how often the server delivered the message
+  std::uint64_t consumer_seq = 0;  // the consumer's sequence of this delivery
+};
+AckTokens ack_tokens(std::string_view reply) noexcept;
 
 template <class D>
 std::int64_t ns(D d) {
@@ -267,7 +271,17 @@ void SubCore::drain_tick(void* a, void*, bool run) noexcept {
   }
 }
 
+std::uint64_t SubCore::note_received(natsMsg* m) noexcept {
+  const char* reply = natsMsg_GetReply(m);
+  if (reply == nullptr) return 0;
+  const AckTokens t = ack_tokens(reply);
+  max_consumer_seq_ = std::max(max_consumer_seq_, t.consumer_seq);
+  return t.delivered;
+}
+
 Task<void> SubCore::wait_in_flight(Ref<SubCore> self) {
+  // Consumer sequences rise with each delivery: the newest message held is the furthest one.
+  if (!self->held_.empty()) (void)self->note_received(self->held_.back().get());
   std::uint64_t target = 0;
   try {
     const ConsumerInfo info = co_await self->bus_->consumer_info(self->stream_, self->durable_);
@@ -376,9 +390,7 @@ void SubCore::hold_queued() noexcept {
       continue;
     }
     if (s != NATS_OK || raw == nullptr) return;
-    if (const char* reply = natsMsg_GetReply(raw); reply != nullptr && wants_in_flight_check()) {
-      max_consumer_seq_ = std::max(max_consumer_seq_, ack_token(reply, 6, 8));
-    }
+    if (draining_) note_received(raw);  // otherwise dispatch() notes it
     try {
       held_.emplace_back(raw);
       held_bytes_ += static_cast<std::size_t>(natsMsg_GetDataLength(raw)) + std::strlen(natsMsg_GetSubject(raw));
@@ -508,9 +520,10 @@ std::string error_text(const std::exception_ptr& error) {
   return "unknown exception";
 }
 
-/// Token `v1` (9 tokens) or `v2` (12 or more) of a $JS.ACK reply subject as a number, else 0.
-std::uint64_t ack_token(std::string_view reply, std::size_t v1, std::size_t v2) noexcept {
-  if (!reply.starts_with("$JS.ACK.")) return 0;
+/// The delivery count and consumer sequence of a $JS.ACK reply subject (v1: 9 tokens, v2: 12
+/// or more), in one pass; zeros otherwise.
+AckTokens ack_tokens(std::string_view reply) noexcept {
+  if (!reply.starts_with("$JS.ACK.")) return {};
   std::array<std::string_view, 12> tokens{};
   std::size_t n = 0;
   std::size_t start = 0;
@@ -520,17 +533,20 @@ std::uint64_t ack_token(std::string_view reply, std::size_t v1, std::size_t v2) 
     if (dot == std::string_view::npos) break;
     start = dot + 1;
   }
-  const std::string_view t = n == 9 ? tokens[v1] : n >= 12 ? tokens[v2] : std::string_view{};
-  std::uint64_t v = 0;
-  for (char c : t) {
-    if (c < '0' || c > '9') return 0;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
+  if (n != 9 && n < 12) return {};
+  const auto number = [](std::string_view t) {
+    std::uint64_t v = 0;
+    for (char c : t) {
+      if (c < '0' || c > '9') return std::uint64_t{0};
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
+  };
+  return n == 9 ? AckTokens{number(tokens[4]), number(tokens[6])} : AckTokens{number(tokens[6]), number(tokens[8])};
 }
 
 /// The delivery count in a $JS.ACK reply subject, 0 otherwise.
-std::uint64_t delivery_count(std::string_view reply) noexcept { return ack_token(reply, 4, 6); }
+std::uint64_t delivery_count(std::string_view reply) noexcept { return ack_tokens(reply).delivered; }
 
 bool is_poison(const std::exception_ptr& error) {
   if (!error) return false;
@@ -604,7 +620,7 @@ Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
 void SubCore::dispatch(MsgPtr m) {
   auto* impl = new MsgImpl(std::move(m), bus_.get());
   impl->started = Clock::now();
-  if (const char* reply = natsMsg_GetReply(impl->msg.get()); reply != nullptr && delivery_count(reply) > 1) ++redelivered_;
+  if (note_received(impl->msg.get()) > 1) ++redelivered_;
   ++running_;
   ++delivered_;
   bus_->handler_started();

@@ -141,6 +141,8 @@ class SubCore : public RefCounted, public MsgSink {
   /// sent (see stop()). Others need not: a queue group's other members take what comes.
   [[nodiscard]] virtual bool wants_in_flight_check() const noexcept { return false; }
   void start_drain() noexcept;
+  /// Notes a received message's consumer sequence (max_consumer_seq_); returns its delivery count.
+  std::uint64_t note_received(natsMsg* m) noexcept;
   static Task<void> wait_in_flight(Ref<SubCore> self);
   /// While draining: naks what arrived; ends the drain once cnats is done with it (true).
   bool drain_step() noexcept;
