@@ -122,6 +122,22 @@ Task<int> publish_all(NatsBus& bus, const std::string& subject, const std::strin
   co_return retried;
 }
 
+/// A push and a pull durable ("<name>_push", "<name>_pull") on `subject`, 16 handlers each,
+/// recording into `push` and `pull`: the pair every no-loss fault test watches.
+struct Watchers {
+  natbus::Subscription push;
+  natbus::Subscription pull;
+};
+Task<Watchers> watch(NatsBus& bus, std::string subject, std::string name, Seen& push, Seen& pull) {
+  auto on_push = push.handler();
+  auto on_pull = pull.handler();
+  const std::string push_name = name + "_push";
+  const std::string pull_name = name + "_pull";
+  auto ps = co_await bus.push_subscribe(subject, on_push, {.durable = push_name, .max_concurrency = 16});
+  auto ls = co_await bus.pull_subscribe(subject, on_pull, {.durable = pull_name, .batch = 100, .expires = 2s, .max_concurrency = 16});
+  co_return Watchers{std::move(ps), std::move(ls)};
+}
+
 /// nats-server 2.9 can leave a consumer's pending message undelivered after a leader change
 /// (never redelivered, ack_wait or not; fixed upstream in nats-server#6387, 2.10.25). Seen here
 /// under TSan's slowness. The operator's remedy is a consumer leader step-down; only a message
@@ -173,11 +189,9 @@ void kill_restart_under_load(int kills, const TestCerts* tls) {
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
     co_await bus.connect();
-    auto on_push = push.handler();
-    auto on_pull = pull.handler();
-    auto ps = co_await bus.push_subscribe("fault.*", on_push, {.durable = "fault_push", .max_concurrency = 16});
-    auto ls =
-        co_await bus.pull_subscribe("fault.*", on_pull, {.durable = "fault_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
+    std::string subject = "fault.*";  // named: GCC 12 (see Compiler notes)
+    std::string name = "fault";
+    auto watchers = co_await watch(bus, std::move(subject), std::move(name), push, pull);
     // Publish batch after batch until the faults are over (and at least three batches).
     while ((!chaos_done || batches < 3) && batches < 200) {
       retried += co_await publish_all(bus, "fault.x", fmt::format("b{}_", batches), kBatch, published);
@@ -246,11 +260,9 @@ TEST(Fault, ClusterNodesKilledAtRandomUnderLoadLoseNoAcknowledgedPublish) {
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
     co_await bus.connect();
-    auto on_push = push.handler();
-    auto on_pull = pull.handler();
-    auto ps = co_await bus.push_subscribe("chaos.*", on_push, {.durable = "chaos_push", .max_concurrency = 16});
-    auto ls =
-        co_await bus.pull_subscribe("chaos.*", on_pull, {.durable = "chaos_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
+    std::string subject = "chaos.*";  // named: GCC 12 (see Compiler notes)
+    std::string name = "chaos";
+    auto watchers = co_await watch(bus, std::move(subject), std::move(name), push, pull);
     consuming = true;
     // Publish steadily; only what was acknowledged counts (an unknown outcome is not retried).
     int n = 0;
@@ -319,10 +331,9 @@ TEST(Fault, ClusterLeaderKilledWhilePublishingAndConsuming) {
       leader = info.leader;
     }
     EXPECT_FALSE(leader.empty());
-    auto on_push = push.handler();
-    auto on_pull = pull.handler();
-    auto ps = co_await bus.push_subscribe("r3.*", on_push, {.durable = "r3_push", .max_concurrency = 16});
-    auto ls = co_await bus.pull_subscribe("r3.*", on_pull, {.durable = "r3_pull", .batch = 100, .expires = 2s, .max_concurrency = 16});
+    std::string subject = "r3.*";  // named: GCC 12 (see Compiler notes)
+    std::string name = "r3";
+    auto watchers = co_await watch(bus, std::move(subject), std::move(name), push, pull);
     retried = co_await publish_all(bus, "r3.x", "c", kMessages, published);
     const auto complete = [&] { return killed && push.missing(kMessages, "c") == 0 && pull.missing(kMessages, "c") == 0; };
     bool all = co_await eventually(complete, 90s);
