@@ -165,13 +165,19 @@ void BusCore::set_state(State s) noexcept {
 
 Task<BusCore::State> BusCore::state_changed(State seen, Clock::time_point deadline) {
   Ref<BusCore> keep(this);
-  while (state_ == seen && Clock::now() < deadline) (void)co_await WaitUntil(state_waiters_, deadline);
+  while (state_ == seen && Clock::now() < deadline) {
+    const bool woken = co_await WaitUntil(state_waiters_, deadline);
+    if (!woken) break;  // the deadline, or a with_timeout() around this wait
+  }
   co_return state_;
 }
 
 Task<bool> BusCore::wait_connected(Clock::time_point deadline) {
   Ref<BusCore> keep(this);
-  while (state_ == State::reconnecting && Clock::now() < deadline) (void)co_await WaitUntil(state_waiters_, deadline);
+  while (state_ == State::reconnecting && Clock::now() < deadline) {
+    const bool woken = co_await WaitUntil(state_waiters_, deadline);
+    if (!woken) break;  // the deadline, or a with_timeout() around this wait
+  }
   co_return state_ == State::open;
 }
 
@@ -504,7 +510,10 @@ Task<void> BusCore::supervise(Ref<BusCore> self) {
       co_return;
     }
     const auto deadline = saturating_deadline(b.reconnect_delay());
-    while (b.state_ == State::reconnecting && Clock::now() < deadline) (void)co_await WaitUntil(b.state_waiters_, deadline);
+    while (b.state_ == State::reconnecting && Clock::now() < deadline) {
+      const bool woken = co_await WaitUntil(b.state_waiters_, deadline);
+      if (!woken) break;
+    }
   }
 }
 
@@ -758,8 +767,10 @@ using detail::Ref;
 
 namespace {
 
-Task<void> connect_impl(Ref<BusCore> bus) { co_await bus->connect(); }
-Task<void> close_impl(Ref<BusCore> bus) { co_await bus->close(); }
+// connect() and close() run to their own end (bounded by their timeouts): a with_timeout()
+// around them waits, so that no half-open or half-closed bus is left behind.
+Task<void> connect_impl(Ref<BusCore> bus) { co_await detail::shield(bus->connect()); }
+Task<void> close_impl(Ref<BusCore> bus) { co_await detail::shield(bus->close()); }
 
 Task<PubAck> publish_impl(Ref<BusCore> bus, BusMessage msg) {
   PublishFuture f = co_await bus->publish_async(std::move(msg));

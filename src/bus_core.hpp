@@ -27,53 +27,9 @@
 #include "ref.hpp"
 #include "sink.hpp"
 #include "util.hpp"
+#include "wait.hpp"
 
 namespace natbus::detail {
-
-/// Resumes coroutines waiting for a condition (loop thread; resumption is scheduled, never inline).
-class WaitList {
- public:
-  void add(std::coroutine_handle<> h) { waiters_.push_back(h); }
-  void remove(std::coroutine_handle<> h) noexcept { std::erase(waiters_, h); }
-  void wake_all(Loop& loop) {
-    for (auto h : waiters_) loop.schedule(h);
-    waiters_.clear();
-  }
-  bool wake_one(Loop& loop) {
-    if (waiters_.empty()) return false;
-    loop.schedule(waiters_.front());
-    waiters_.erase(waiters_.begin());
-    return true;
-  }
-  [[nodiscard]] bool empty() const noexcept { return waiters_.empty(); }
-  [[nodiscard]] bool contains(std::coroutine_handle<> h) const noexcept {
-    return std::find(waiters_.begin(), waiters_.end(), h) != waiters_.end();
-  }
-
- private:
-  std::vector<std::coroutine_handle<>> waiters_;
-};
-
-/// `co_await WaitOn{list}` suspends until the list wakes it (or the awaiting frame dies).
-class WaitOn {
- public:
-  explicit WaitOn(WaitList& list) noexcept : list_(list) {}
-  WaitOn(const WaitOn&) = delete;
-  WaitOn& operator=(const WaitOn&) = delete;
-  ~WaitOn() {
-    if (handle_) list_.remove(handle_);
-  }
-  [[nodiscard]] bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    handle_ = h;
-    list_.add(h);
-  }
-  void await_resume() noexcept { handle_ = {}; }
-
- private:
-  WaitList& list_;
-  std::coroutine_handle<> handle_{};
-};
 
 class SubCore;
 class PullCore;

@@ -12,6 +12,8 @@
 #include <string>
 #include <system_error>
 
+#include <fmt/format.h>
+
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 
@@ -141,9 +143,9 @@ void RemoteQueue::close() {
 
 // ---- WorkerPool -----------------------------------------------------------------------------
 
-void WorkerPool::submit(Job job) {
+void WorkerPool::submit(Job job, const char* operation) {
   std::unique_lock lock(mu_);
-  if (stopping_) throw Error(errc::closed, "event loop: worker pool is stopping");
+  if (stopping_) throw ClosedError("the loop's worker pool has stopped", ErrorContext{.operation = operation});
   jobs_.push_back(std::move(job));
   if (idle_ == 0 && threads_.size() < max_threads_) {
     threads_.emplace_back([this] { worker_main(); });
@@ -173,12 +175,14 @@ void WorkerPool::worker_main() {
   }
 }
 
-void WorkerPool::stop() {
+void WorkerPool::stop(bool discard_queued) {
   std::vector<std::thread> threads;
+  std::deque<Job> dropped;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
     threads.swap(threads_);
+    if (discard_queued) dropped.swap(jobs_);
   }
   cv_.notify_all();
   for (auto& t : threads) t.join();
@@ -186,7 +190,14 @@ void WorkerPool::stop() {
 
 // ---- Loop -------------------------------------------------------------------------------------
 
-Loop::Loop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)), remote_(std::make_shared<RemoteQueue>()) {
+int Loop::default_offload_threads() noexcept {
+  return static_cast<int>(std::max<unsigned>(4, std::thread::hardware_concurrency()));
+}
+
+Loop::Loop(int offload_threads)
+    : epfd_(::epoll_create1(EPOLL_CLOEXEC)),
+      remote_(std::make_shared<RemoteQueue>()),
+      user_pool_(static_cast<std::size_t>(offload_threads > 0 ? offload_threads : default_offload_threads())) {
   if (epfd_ < 0)
     throw Error(errc::invalid_argument, std::string("event loop: epoll_create1 failed: ") + std::system_category().message(errno));
   if (t_current_loop != nullptr) {
@@ -409,6 +420,9 @@ void Loop::run(const bool& done) {
 void Loop::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  // Offloaded user work that is running finishes first (it may use what the coroutines that
+  // wait for it own); what has not started is dropped, and its coroutines are destroyed below.
+  user_pool_.stop(true);
   // Unfinished detached coroutines are destroyed here: their awaiters unregister themselves
   // and their RAII members release what they hold.
   while (detached_.next != &detached_) {
@@ -444,8 +458,12 @@ void Loop::shutdown() {
 
 // ---- public entry points ----------------------------------------------------------------------
 
-void run_loop(std::coroutine_handle<> root, const bool& done) {
-  Loop loop;
+void run_loop(std::coroutine_handle<> root, const bool& done, int offload_threads) {
+  if (offload_threads < 0 || offload_threads > 1024) {
+    throw InvalidArgument(fmt::format("offload_threads must be within 0..1024, got {}", offload_threads),
+                          ErrorContext{.operation = "natbus::run"});
+  }
+  Loop loop(offload_threads);
   loop.schedule(root);
   loop.run(done);
   loop.shutdown();

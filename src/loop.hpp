@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "detached.hpp"
+#include "natbus/error.hpp"
 #include "natbus/task.hpp"
 
 namespace natbus::detail {
@@ -136,9 +137,11 @@ class WorkerPool {
   ~WorkerPool() { stop(); }
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
-  void submit(Job job);
-  /// Waits for running and queued jobs, then joins the threads.
-  void stop();
+  /// Throws ClosedError naming `operation` once stop() began.
+  void submit(Job job, const char* operation = "blocking call");
+  /// Waits for running jobs and (unless `discard_queued`) queued ones, then joins the threads.
+  void stop(bool discard_queued = false);
+  [[nodiscard]] std::size_t max_threads() const noexcept { return max_threads_; }
 
  private:
   void worker_main();
@@ -153,7 +156,9 @@ class WorkerPool {
 
 class Loop {
  public:
-  Loop();
+  /// offload_threads: the pool behind natbus::offload() (0: default_offload_threads()).
+  explicit Loop(int offload_threads = 0);
+  [[nodiscard]] static int default_offload_threads() noexcept;
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
@@ -189,6 +194,13 @@ class Loop {
   void offload(F job) {
     workers_.submit(Job(std::move(job)));
   }
+  /// Runs a user job (natbus::offload) on the user pool, apart from natbus' own blocking calls
+  /// so that CPU-heavy work never delays a connect or a flush. ClosedError once shutting down.
+  void offload_user(Job job) {
+    if (shut_down_) throw ClosedError("the loop is shutting down", ErrorContext{.operation = "offload"});
+    user_pool_.submit(std::move(job), "offload");
+  }
+  [[nodiscard]] std::size_t offload_threads() const noexcept { return user_pool_.max_threads(); }
 
   /// Signals: the loop's side of shutdown_signal(). watch_signals() installs the handlers (once)
   /// and returns how many SIGINT/SIGTERM arrived so far; a waiter completes on the first signal
@@ -235,6 +247,7 @@ class Loop {
   std::uint64_t signals_seen_ = 0;
   int last_signal_ = 0;
   WorkerPool workers_{4};
+  WorkerPool user_pool_;
   Loop* previous_ = nullptr;
   bool shut_down_ = false;
 };
@@ -243,10 +256,10 @@ class Loop {
 /// (or exception). If the awaiting coroutine is destroyed first, the result is simply dropped
 /// (so make it an owning type when it holds a resource).
 template <class F>
-class BlockingAwaiter {
+class BlockingAwaiter : CancelNode {
  public:
   using R = std::invoke_result_t<F&>;
-  explicit BlockingAwaiter(F fn) : fn_(std::move(fn)) {}
+  explicit BlockingAwaiter(F fn) : CancelNode(&BlockingAwaiter::on_cancel), fn_(std::move(fn)) {}
   BlockingAwaiter(const BlockingAwaiter&) = delete;
   BlockingAwaiter& operator=(const BlockingAwaiter&) = delete;
   ~BlockingAwaiter() {
@@ -254,8 +267,25 @@ class BlockingAwaiter {
   }
 
   [[nodiscard]] bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    return suspend(h, scope_of(h));
+  }
+  R await_resume() {
+    unlink();
+    if (cancelled_) throw_cancelled("blocking call");
+    auto st = std::move(state_);
+    if (st->error) std::rethrow_exception(st->error);
+    if constexpr (!std::is_void_v<R>) return std::move(*st->value);
+  }
+
+ private:
+  bool suspend(std::coroutine_handle<> h, CancelScope* scope) {
     Loop& loop = Loop::require("blocking call");
+    if (scope != nullptr && scope->cancelled()) {
+      cancelled_ = true;
+      return false;
+    }
     state_ = std::make_shared<State>();
     state_->handle = h;
     state_->queue = loop.remote();
@@ -273,14 +303,19 @@ class BlockingAwaiter {
       auto queue = st->queue;
       queue->post(Work{&State::complete, new std::shared_ptr<State>(std::move(st)), nullptr});
     });
+    link(scope);
+    return true;
   }
-  R await_resume() {
-    auto st = std::move(state_);
-    if (st->error) std::rethrow_exception(st->error);
-    if constexpr (!std::is_void_v<R>) return std::move(*st->value);
+  // The job owns what it works on (it must not touch loop-owned state): it runs to its end on
+  // the worker and its result is dropped; the coroutine goes on at once.
+  static void on_cancel(CancelNode* node) noexcept {
+    auto* self = static_cast<BlockingAwaiter*>(node);
+    Loop* loop = Loop::current();
+    if (!self->state_ || self->state_->abandoned.load() || loop == nullptr) return;
+    self->state_->abandoned.store(true);
+    self->cancelled_ = true;
+    loop->schedule(self->state_->handle);
   }
-
- private:
   struct State {
     std::conditional_t<std::is_void_v<R>, std::optional<bool>, std::optional<R>> value;
     std::exception_ptr error;
@@ -296,6 +331,7 @@ class BlockingAwaiter {
   };
   F fn_;
   std::shared_ptr<State> state_;
+  bool cancelled_ = false;
 };
 
 template <class F>

@@ -216,8 +216,11 @@ class WindowAwaiter {
   [[nodiscard]] bool await_ready() const noexcept {
     return bus_.pending_publishes() < static_cast<std::size_t>(bus_.config().max_pending_publishes);
   }
-  void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
-  void await_resume() noexcept { wait_.await_resume(); }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    return wait_.await_suspend(h);
+  }
+  void await_resume() { wait_.await_resume(); }
 
  private:
   BusCore& bus_;
@@ -322,13 +325,34 @@ PublishFuture::Awaiter::~Awaiter() {
 
 bool PublishFuture::Awaiter::await_ready() const noexcept { return slot_ == nullptr || slot_->done; }
 
-void PublishFuture::Awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
+bool PublishFuture::Awaiter::suspend(std::coroutine_handle<> h, detail::CancelScope* scope) noexcept {
+  if (scope != nullptr && scope->cancelled()) {
+    cancelled_ = true;
+    return false;
+  }
   suspended_ = true;
   slot_->waiter = h;
+  link(scope);
+  return true;
+}
+
+// A with_timeout() around the await expired: stop waiting; the PubAck, when it comes, settles
+// the slot with nobody to resume.
+void PublishFuture::Awaiter::on_cancel(detail::CancelNode* node) noexcept {
+  auto* self = static_cast<Awaiter*>(node);
+  if (!self->suspended_ || self->slot_ == nullptr || !self->slot_->waiter) return;
+  auto h = std::exchange(self->slot_->waiter, {});
+  self->cancelled_ = true;
+  if (detail::Loop* loop = detail::Loop::current(); loop != nullptr) loop->schedule(h);
 }
 
 PubAck PublishFuture::Awaiter::await_resume() {
+  unlink();
   suspended_ = false;
+  if (cancelled_) {
+    throw TimeoutError("interrupted by natbus::with_timeout before the PubAck came: the outcome is unknown, retry with the same msg_id",
+                       ErrorContext{.operation = "publish", .subject = slot_ != nullptr ? slot_->subject() : std::string()});
+  }
   if (slot_ == nullptr) throw std::logic_error("natbus::PublishFuture: awaited twice or empty");
   if (slot_->error) std::rethrow_exception(slot_->error);
   return slot_->ack;

@@ -432,7 +432,9 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
     // 1. Whatever is available right now (the server answers at once).
     co_await run_step(true, saturating_deadline(bus_->config().js_api_timeout));
   }
-  if (f.msgs.empty() && !no_wait_only && !f.error) {
+  // A with_timeout() around this fetch that expired during step 1: no new request.
+  CancelScope* scope = co_await CurrentScope();
+  if (f.msgs.empty() && !no_wait_only && !f.error && (scope == nullptr || !scope->cancelled())) {
     // 2. Wait up to `timeout` on the server for the batch.
     co_await run_step(false, saturating_deadline(std::chrono::duration<double>(timeout) + std::chrono::seconds(1)));
   }

@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdlib>
 
+#include <fmt/format.h>
+
 #include "loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/task.hpp"
@@ -102,11 +104,27 @@ void frame_free(void* ptr, std::size_t size) noexcept {
 
 bool TimerAwaiter::await_ready() const noexcept { return false; }
 
-void TimerAwaiter::await_suspend(std::coroutine_handle<> h) {
+bool TimerAwaiter::suspend(std::coroutine_handle<> h, CancelScope* scope) {
   Loop& l = Loop::require("natbus::sleep");
+  if (scope != nullptr && scope->cancelled()) {
+    cancelled = true;
+    return false;
+  }
   loop = &l;
+  handle = h;
   const TimerKey key = l.add_timer(deadline, h);
   timer_id = key.id;
+  link(scope);
+  return true;
+}
+
+void TimerAwaiter::on_cancel(CancelNode* node) noexcept {
+  auto* self = static_cast<TimerAwaiter*>(node);
+  auto* l = static_cast<Loop*>(self->loop);
+  if (self->timer_id == 0 || l == nullptr || !l->cancel_timer(TimerKey{self->deadline, self->timer_id})) return;
+  self->timer_id = 0;
+  self->cancelled = true;
+  l->schedule(self->handle);
 }
 
 TimerAwaiter::~TimerAwaiter() {
@@ -116,10 +134,91 @@ TimerAwaiter::~TimerAwaiter() {
   }
 }
 
+void throw_cancelled(const char* operation) {
+  throw TimeoutError("interrupted by natbus::with_timeout", ErrorContext{.operation = operation});
+}
+
+void bad_timeout(long double seconds) {
+  throw InvalidArgument(fmt::format("timeout must not be negative, got {}s", static_cast<double>(seconds)),
+                        ErrorContext{.operation = "with_timeout"});
+}
+
+// ---- with_timeout ----------------------------------------------------------------------------
+
+TimeoutRace::TimeoutRace(CancelScope* outer, std::chrono::steady_clock::time_point deadline) noexcept
+    : CancelNode(&TimeoutRace::on_outer_cancel), outer_(outer), deadline_(deadline) {}
+
+TimeoutRace::~TimeoutRace() {
+  // Destroyed while the task still runs (its frame is destroyed right after): disarm.
+  if (timer_id_ != 0 && loop_ != nullptr && Loop::current() == loop_) {
+    static_cast<Loop*>(loop_)->cancel_timer(TimerKey{deadline_, timer_id_});
+  }
+}
+
+bool TimeoutRace::start(std::coroutine_handle<> parent, std::coroutine_handle<> child, PromiseBase& child_promise) {
+  Loop& loop = Loop::require("natbus::with_timeout");
+  parent_ = parent;
+  if (!child_promise.shielded) child_promise.scope = &scope_;
+  child_promise.on_done = &TimeoutRace::child_done;
+  child_promise.on_done_ctx = this;
+  if (outer_ != nullptr && outer_->cancelled()) scope_.cancel();
+  starting_ = true;
+  child.resume();
+  starting_ = false;
+  if (done_) return false;  // finished without suspending: the parent just continues
+  if (scope_.cancelled()) {
+    timed_out_ = true;  // the enclosing scope was cancelled already; the task is unwinding
+    return true;
+  }
+  loop_ = &loop;
+  timer_id_ = loop.add_timer(deadline_, Work{&TimeoutRace::on_timer, this, nullptr}).id;
+  link(outer_);  // an enclosing with_timeout that expires first cancels this one too
+  return true;
+}
+
+std::coroutine_handle<> TimeoutRace::child_done(void* ctx, PromiseBase&) noexcept {
+  auto* self = static_cast<TimeoutRace*>(ctx);
+  self->done_ = true;
+  self->unlink();
+  if (self->timer_id_ != 0) {
+    static_cast<Loop*>(self->loop_)->cancel_timer(TimerKey{self->deadline_, self->timer_id_});
+    self->timer_id_ = 0;
+  }
+  if (self->starting_) return std::noop_coroutine();
+  return self->parent_;
+}
+
+void TimeoutRace::expire() noexcept {
+  unlink();
+  timed_out_ = true;
+  // The task's awaits complete (scheduled, not inline); it unwinds, then child_done resumes us.
+  scope_.cancel();
+}
+
+void TimeoutRace::on_timer(void* a, void*, bool run) noexcept {
+  auto* self = static_cast<TimeoutRace*>(a);
+  self->timer_id_ = 0;
+  if (run && !self->done_) self->expire();
+}
+
+void TimeoutRace::on_outer_cancel(CancelNode* node) noexcept {
+  auto* self = static_cast<TimeoutRace*>(node);
+  if (self->timer_id_ != 0) {
+    static_cast<Loop*>(self->loop_)->cancel_timer(TimerKey{self->deadline_, self->timer_id_});
+    self->timer_id_ = 0;
+  }
+  if (!self->done_) self->expire();
+}
+
+void TimeoutRace::fail(std::chrono::nanoseconds timeout) {
+  const double ms = static_cast<double>(timeout.count()) / 1e6;
+  throw TimeoutError(fmt::format("the awaited operation did not complete within {} ms", ms), ErrorContext{.operation = "with_timeout"});
+}
+
 namespace {
-class SignalAwaiter {
+class SignalAwaiter : CancelNode {
  public:
-  explicit SignalAwaiter(std::uint64_t seen) noexcept : seen_(seen) {}
+  explicit SignalAwaiter(std::uint64_t seen) noexcept : CancelNode(&SignalAwaiter::on_cancel), seen_(seen) {}
   SignalAwaiter(const SignalAwaiter&) = delete;
   SignalAwaiter& operator=(const SignalAwaiter&) = delete;
   ~SignalAwaiter() {
@@ -134,18 +233,41 @@ class SignalAwaiter {
     }
     return false;
   }
-  void await_suspend(std::coroutine_handle<> h) {
-    loop_ = &Loop::require("natbus::shutdown_signal");
-    handle_ = h;
-    loop_->wait_signal(h, &signo_);
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    return suspend(h, scope_of(h));
   }
-  [[nodiscard]] int await_resume() const noexcept { return signo_; }
+  [[nodiscard]] int await_resume() const {
+    if (cancelled_) throw_cancelled("natbus::shutdown_signal");
+    return signo_;
+  }
 
  private:
+  bool suspend(std::coroutine_handle<> h, CancelScope* scope) {
+    loop_ = &Loop::require("natbus::shutdown_signal");
+    if (scope != nullptr && scope->cancelled()) {
+      cancelled_ = true;
+      loop_ = nullptr;
+      return false;
+    }
+    handle_ = h;
+    loop_->wait_signal(h, &signo_);
+    link(scope);
+    return true;
+  }
+  static void on_cancel(CancelNode* node) noexcept {
+    auto* self = static_cast<SignalAwaiter*>(node);
+    if (self->loop_ == nullptr || self->signo_ != 0) return;
+    self->loop_->cancel_signal_wait(self->handle_);
+    self->cancelled_ = true;
+    self->loop_->schedule(self->handle_);
+    self->loop_ = nullptr;
+  }
   std::uint64_t seen_ = 0;
   Loop* loop_ = nullptr;
   std::coroutine_handle<> handle_{};
   int signo_ = 0;
+  bool cancelled_ = false;
 };
 }  // namespace
 

@@ -84,15 +84,6 @@ class HandlerImpl final : public HandlerBase {
   H handler_;
 };
 
-// GCC before 13 destroys a lambda closure that is a temporary inside a co_await expression
-// twice (silent heap corruption). A handler passed as an rvalue with a non-trivial destructor is
-// exactly that pattern, so it is rejected at compile time there; bind the lambda to a variable.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-inline constexpr bool kRejectOwningTemporaryHandlers = true;
-#else
-inline constexpr bool kRejectOwningTemporaryHandlers = false;
-#endif
-
 /// Throws the PoisonMessageError of a message a typed handler cannot decode.
 [[noreturn]] void throw_poison(const ReceivedMessage& msg, const std::string& decode_error);
 
@@ -205,19 +196,25 @@ class [[nodiscard]] PublishFuture {
   [[nodiscard]] bool ready() const noexcept;
   [[nodiscard]] bool valid() const noexcept { return slot_ != nullptr; }
 
-  class Awaiter {
+  class Awaiter : detail::CancelNode {
    public:
-    explicit Awaiter(detail::PubSlot* slot) noexcept : slot_(slot) {}
+    explicit Awaiter(detail::PubSlot* slot) noexcept : detail::CancelNode(&Awaiter::on_cancel), slot_(slot) {}
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
     ~Awaiter();
     [[nodiscard]] bool await_ready() const noexcept;
-    void await_suspend(std::coroutine_handle<> h) noexcept;
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+      return suspend(h, detail::scope_of(h));
+    }
     PubAck await_resume();
 
    private:
+    bool suspend(std::coroutine_handle<> h, detail::CancelScope* scope) noexcept;
+    static void on_cancel(detail::CancelNode* node) noexcept;
     detail::PubSlot* slot_;
     bool suspended_ = false;
+    bool cancelled_ = false;
   };
   /// `PubAck ack = co_await future;` Throws the publish's error (TimeoutError, NoStreamError, ...).
   Awaiter operator co_await() && noexcept { return Awaiter(std::exchange(slot_, nullptr)); }

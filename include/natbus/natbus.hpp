@@ -10,4 +10,5 @@
 #include "natbus/metrics.hpp"
 #include "natbus/options.hpp"
 #include "natbus/task.hpp"
+#include "natbus/thread.hpp"
 #include "natbus/version.hpp"

@@ -29,12 +29,95 @@ class Task;
 
 namespace detail {
 
+// GCC before 13 destroys a lambda closure that is a temporary inside a co_await expression
+// twice (silent heap corruption). A callable passed as an rvalue with a non-trivial destructor
+// (a handler, an offload job) is exactly that pattern, so it is rejected at compile time there;
+// bind the lambda to a variable.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+inline constexpr bool kRejectOwningTemporaryHandlers = true;
+#else
+inline constexpr bool kRejectOwningTemporaryHandlers = false;
+#endif
+
 // Coroutine frames are recycled through a per-thread free list (sanitizer builds use plain
 // operator new so that use-after-free stays visible).
 void* frame_alloc(std::size_t size);
 void frame_free(void* ptr, std::size_t size) noexcept;
 
 struct PromiseBase;
+class CancelScope;
+
+/// A suspended natbus await that a with_timeout() can interrupt. It links itself into the
+/// awaiting coroutine's CancelScope while suspended; cancel() makes it complete at once as if
+/// its own deadline had passed (the operation behind it is abandoned, its late result dropped).
+class CancelNode {
+ public:
+  using Fn = void (*)(CancelNode* self) noexcept;
+  explicit CancelNode(Fn on_cancel) noexcept : fn_(on_cancel) {}
+  CancelNode(const CancelNode&) = delete;
+  CancelNode& operator=(const CancelNode&) = delete;
+  ~CancelNode() { unlink(); }
+  inline void link(CancelScope* scope) noexcept;
+  inline void unlink() noexcept;
+  [[nodiscard]] bool linked() const noexcept { return scope_ != nullptr; }
+
+ private:
+  friend class CancelScope;
+  Fn fn_;
+  CancelScope* scope_ = nullptr;
+  CancelNode* prev_ = nullptr;
+  CancelNode* next_ = nullptr;
+};
+
+/// What a with_timeout() cancels: every natbus await suspended under it (loop thread only).
+class CancelScope {
+ public:
+  CancelScope() noexcept = default;
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+  ~CancelScope() {
+    while (head_ != nullptr) head_->unlink();
+  }
+  [[nodiscard]] bool cancelled() const noexcept { return cancelled_; }
+  /// Marks the scope cancelled and completes every await linked to it. Awaits that start later
+  /// under it complete at once.
+  void cancel() noexcept {
+    cancelled_ = true;
+    while (head_ != nullptr) {
+      CancelNode* n = head_;
+      n->unlink();
+      n->fn_(n);
+    }
+  }
+
+ private:
+  friend class CancelNode;
+  CancelNode* head_ = nullptr;
+  bool cancelled_ = false;
+};
+
+void CancelNode::link(CancelScope* scope) noexcept {
+  unlink();
+  if (scope == nullptr) return;
+  scope_ = scope;
+  next_ = scope->head_;
+  prev_ = nullptr;
+  if (next_ != nullptr) next_->prev_ = this;
+  scope->head_ = this;
+}
+
+void CancelNode::unlink() noexcept {
+  if (scope_ == nullptr) return;
+  if (prev_ != nullptr) {
+    prev_->next_ = next_;
+  } else {
+    scope_->head_ = next_;
+  }
+  if (next_ != nullptr) next_->prev_ = prev_;
+  scope_ = nullptr;
+  prev_ = next_ = nullptr;
+}
+
 // Called at final suspension instead of resuming a continuation (detached tasks, when_all,
 // run()). Returns the coroutine to transfer to, or std::noop_coroutine().
 using DoneFn = std::coroutine_handle<> (*)(void* ctx, PromiseBase& promise) noexcept;
@@ -48,6 +131,10 @@ struct PromiseBase {
   // completed_inline then tells it to continue without suspending (see Task::Awaiter).
   bool starting_inline = false;
   bool completed_inline = false;
+  // The with_timeout() scope this coroutine runs under (inherited from its awaiter), unless
+  // shielded (connect and close always run to their own end).
+  CancelScope* scope = nullptr;
+  bool shielded = false;
 
   static void* operator new(std::size_t size) { return frame_alloc(size); }
   static void operator delete(void* ptr, std::size_t size) noexcept { frame_free(ptr, size); }
@@ -94,8 +181,20 @@ struct Promise<void> : PromiseBase {
   }
 };
 
+/// The cancel scope of the coroutine behind `h` (nullptr when it is not a natbus Task).
+template <class P>
+[[nodiscard]] CancelScope* scope_of(std::coroutine_handle<P> h) noexcept {
+  if constexpr (std::is_base_of_v<PromiseBase, P>) {
+    return h.promise().scope;
+  } else {
+    (void)h;
+    return nullptr;
+  }
+}
+
 // Runs `root` on a new event loop on this thread until *done is set (defined in the library).
-void run_loop(std::coroutine_handle<> root, const bool& done);
+// offload_threads: the size of the pool behind natbus::offload() (0: the default).
+void run_loop(std::coroutine_handle<> root, const bool& done, int offload_threads = 0);
 
 }  // namespace detail
 
@@ -134,8 +233,10 @@ class [[nodiscard]] Task {
   struct Awaiter {
     std::coroutine_handle<promise_type> handle;
     [[nodiscard]] bool await_ready() const noexcept { return !handle || handle.done(); }
-    bool await_suspend(std::coroutine_handle<> awaiting) noexcept {
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> awaiting) noexcept {
       auto& p = handle.promise();
+      if (!p.shielded) p.scope = detail::scope_of(awaiting);
       p.continuation = awaiting;
       p.starting_inline = true;
       p.completed_inline = false;
@@ -176,12 +277,19 @@ inline Task<void> Promise<void>::get_return_object() noexcept {
 }
 }  // namespace detail
 
+/// How run() sets up its loop.
+struct RunOptions {
+  /// Threads behind natbus::offload() on this loop, started when first needed (1..1024; 0: the
+  /// default, the number of cores but at least 4).
+  int offload_threads = 0;
+};
+
 /// Runs `task` on a new event loop on the calling thread until it finishes, and returns its
 /// value (or rethrows its exception), like asyncio.run(). Work still pending when the task
 /// finishes (detached handlers, timers) is cancelled. Not reentrant: calling run() from inside
 /// run() throws natbus::Error.
 template <class T>
-T run(Task<T> task) {
+T run(Task<T> task, const RunOptions& options) {
   if (!task.valid()) throw std::invalid_argument("natbus::run: empty task");
   bool done = false;
   auto& promise = task.handle().promise();
@@ -190,21 +298,40 @@ T run(Task<T> task) {
     *static_cast<bool*>(ctx) = true;
     return std::noop_coroutine();
   };
-  detail::run_loop(task.handle(), done);
+  detail::run_loop(task.handle(), done, options.offload_threads);
   return task.result();
 }
 
+/// run() with the default options.
+template <class T>
+T run(Task<T> task) {
+  return run(std::move(task), RunOptions{});
+}
+
 namespace detail {
-struct TimerAwaiter {
+/// Throws natbus::TimeoutError for an await that a with_timeout() interrupted.
+[[noreturn]] void throw_cancelled(const char* operation);
+
+struct TimerAwaiter : CancelNode {
   std::chrono::steady_clock::time_point deadline;
   std::uint64_t timer_id = 0;
   void* loop = nullptr;
+  std::coroutine_handle<> handle{};
+  bool cancelled = false;
   [[nodiscard]] bool await_ready() const noexcept;
-  void await_suspend(std::coroutine_handle<> h);
-  void await_resume() noexcept { timer_id = 0; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    return suspend(h, scope_of(h));
+  }
+  bool suspend(std::coroutine_handle<> h, CancelScope* scope);
+  void await_resume() {
+    timer_id = 0;
+    if (cancelled) throw_cancelled("natbus::sleep");
+  }
+  static void on_cancel(CancelNode* node) noexcept;
   TimerAwaiter(const TimerAwaiter&) = delete;
   TimerAwaiter& operator=(const TimerAwaiter&) = delete;
-  explicit TimerAwaiter(std::chrono::steady_clock::time_point d) noexcept : deadline(d) {}
+  explicit TimerAwaiter(std::chrono::steady_clock::time_point d) noexcept : CancelNode(&TimerAwaiter::on_cancel), deadline(d) {}
   ~TimerAwaiter();  // cancels the timer when the awaiting coroutine is destroyed early
 };
 }  // namespace detail
@@ -263,31 +390,38 @@ struct WhenAllState {
   }
 };
 
+using Children = std::vector<std::pair<std::coroutine_handle<>, PromiseBase*>>;
+
 // Not an aggregate on purpose: GCC 12 destroys aggregate temporaries in co_await twice.
 class WhenAllStart {
  public:
-  WhenAllStart(WhenAllState& st, std::vector<std::coroutine_handle<>> ch) noexcept : state(st), children(std::move(ch)) {}
+  WhenAllStart(WhenAllState& st, Children ch) noexcept : state(st), children(std::move(ch)) {}
   [[nodiscard]] bool await_ready() const noexcept { return children.empty(); }
-  bool await_suspend(std::coroutine_handle<> parent) noexcept {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> parent) noexcept {
     state.parent = parent;
     state.remaining = children.size() + 1;  // +1: ours, dropped once every child was started
-    for (auto c : children) c.resume();
+    CancelScope* scope = scope_of(parent);  // a with_timeout() around when_all reaches every child
+    for (auto [c, p] : children) {
+      if (!p->shielded) p->scope = scope;
+      c.resume();
+    }
     return --state.remaining != 0;
   }
   void await_resume() const noexcept {}
 
  private:
   WhenAllState& state;
-  std::vector<std::coroutine_handle<>> children;
+  Children children;
 };
 
 template <class T>
-void hook_child(Task<T>& t, WhenAllState& st, std::vector<std::coroutine_handle<>>& out) {
+void hook_child(Task<T>& t, WhenAllState& st, Children& out) {
   if (!t.valid()) throw std::invalid_argument("natbus::when_all: empty task");
   auto& p = t.handle().promise();
   p.on_done = &WhenAllState::arrive;
   p.on_done_ctx = &st;
-  out.push_back(t.handle());
+  out.emplace_back(t.handle(), &p);
 }
 
 template <class T>
@@ -306,7 +440,7 @@ NonVoid<T> take_result(Task<T>& t) {
 template <class... Ts>
 Task<std::tuple<NonVoid<Ts>...>> when_all_impl(Task<Ts>... tasks) {
   WhenAllState st;
-  std::vector<std::coroutine_handle<>> children;
+  Children children;
   children.reserve(sizeof...(Ts));
   (hook_child(tasks, st, children), ...);
   co_await WhenAllStart{st, std::move(children)};
@@ -317,7 +451,7 @@ Task<std::tuple<NonVoid<Ts>...>> when_all_impl(Task<Ts>... tasks) {
 template <class T>
 Task<std::vector<NonVoid<T>>> when_all_vec(std::vector<Task<T>> tasks) {
   WhenAllState st;
-  std::vector<std::coroutine_handle<>> children;
+  Children children;
   children.reserve(tasks.size());
   for (auto& t : tasks) hook_child(t, st, children);
   co_await WhenAllStart{st, std::move(children)};
@@ -343,6 +477,109 @@ template <class T>
 Task<std::vector<detail::NonVoid<T>>> when_all(std::vector<Task<T>> tasks) {
   return detail::when_all_vec(std::move(tasks));
 }
+
+namespace detail {
+
+/// Awaiting it gives the calling coroutine's cancel scope, without suspending.
+class CurrentScope {
+ public:
+  CurrentScope() noexcept = default;
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    scope_ = scope_of(h);
+    return false;
+  }
+  [[nodiscard]] CancelScope* await_resume() const noexcept { return scope_; }
+
+ private:
+  CancelScope* scope_ = nullptr;
+};
+
+/// with_timeout()'s race between a task and a timer (defined in the library).
+class TimeoutRace : CancelNode {
+ public:
+  TimeoutRace(CancelScope* outer, std::chrono::steady_clock::time_point deadline) noexcept;
+  TimeoutRace(const TimeoutRace&) = delete;
+  TimeoutRace& operator=(const TimeoutRace&) = delete;
+  ~TimeoutRace();
+  /// Runs `child` under this race's scope; false when it finished without suspending.
+  bool start(std::coroutine_handle<> parent, std::coroutine_handle<> child, PromiseBase& child_promise);
+  [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
+  [[noreturn]] static void fail(std::chrono::nanoseconds timeout);
+
+ private:
+  static std::coroutine_handle<> child_done(void* ctx, PromiseBase& p) noexcept;
+  static void on_timer(void* a, void* b, bool run) noexcept;
+  static void on_outer_cancel(CancelNode* node) noexcept;
+  void expire() noexcept;
+  CancelScope scope_;
+  CancelScope* outer_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::coroutine_handle<> parent_{};
+  void* loop_ = nullptr;
+  std::uint64_t timer_id_ = 0;
+  bool starting_ = false;
+  bool done_ = false;
+  bool timed_out_ = false;
+};
+
+class TimeoutRaceStart {
+ public:
+  TimeoutRaceStart(TimeoutRace& race, std::coroutine_handle<> child, PromiseBase& promise) noexcept
+      : race_(race), child_(child), promise_(promise) {}
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> parent) { return race_.start(parent, child_, promise_); }
+  void await_resume() const noexcept {}
+
+ private:
+  TimeoutRace& race_;
+  std::coroutine_handle<> child_;
+  PromiseBase& promise_;
+};
+
+template <class T>
+Task<T> with_timeout_impl(Task<T> task, std::chrono::steady_clock::time_point deadline, std::chrono::nanoseconds timeout) {
+  CancelScope* outer = co_await CurrentScope();
+  TimeoutRace race(outer, deadline);
+  co_await TimeoutRaceStart(race, task.handle(), task.handle().promise());
+  if (race.timed_out()) TimeoutRace::fail(timeout);  // what the task produced after that is dropped
+  co_return task.result();
+}
+
+[[noreturn]] void bad_timeout(long double seconds);
+
+}  // namespace detail
+
+/// Awaits `task`, but for at most `timeout`: then throws natbus::TimeoutError.
+///   auto reply = co_await natbus::with_timeout(bus.request(std::move(msg)), 2s);
+/// On timeout, every natbus await inside `task` (requests, PubAcks, fetch, flush, sleep,
+/// stream reads, waits for a reconnect...) completes at once as if its own deadline had passed,
+/// `task` unwinds, and only then does with_timeout throw: nothing it abandoned is left running,
+/// and a reply or PubAck that arrives later is dropped (a publish's outcome is then unknown:
+/// retry it with the same msg_id). connect(), close() and offload() work are not interrupted:
+/// with_timeout waits for them. A negative timeout is an InvalidArgument; zero times out at
+/// the first await that suspends. Must be awaited on a loop thread.
+template <class T, class Rep, class Period>
+Task<T> with_timeout(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
+  if (!task.valid()) throw std::invalid_argument("natbus::with_timeout: empty task");
+  if (timeout < std::chrono::duration<Rep, Period>::zero()) {
+    detail::bad_timeout(std::chrono::duration_cast<std::chrono::duration<long double>>(timeout).count());
+  }
+  const auto ns = std::chrono::duration_cast<std::chrono::duration<double, std::nano>>(timeout).count() >= 9.2e18
+                      ? std::chrono::nanoseconds::max()
+                      : std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+  return detail::with_timeout_impl(std::move(task), detail::saturating_deadline(timeout), ns);
+}
+
+namespace detail {
+/// Marks `task` as not interruptible by an enclosing with_timeout() (connect, close).
+template <class T>
+Task<T> shield(Task<T> task) noexcept {
+  if (task.valid()) task.handle().promise().shielded = true;
+  return task;
+}
+}  // namespace detail
 
 /// Starts `task` on the current loop without awaiting it. It runs until it finishes or until
 /// run() returns, whichever comes first; an exception it throws is logged (event
