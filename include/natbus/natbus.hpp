@@ -2,6 +2,7 @@
 // One include for everything:  #include <natbus/natbus.hpp>   Link: natbus::natbus
 #pragma once
 
+#include "natbus/blocking_bus.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
 #include "natbus/error.hpp"
