@@ -133,8 +133,7 @@ std::future<PubAck> BlockingBus::publish_async(BusMessage msg) {
   NatsBus* bus = checked("publish_async");
   permits_->acquire();
   detail::Permit permit(permits_);
-  return loop_.submit(
-      [bus, m = std::move(msg), p = std::move(permit)]() mutable { return detail::publish_on(*bus, std::move(m)); });
+  return loop_.submit([bus, m = std::move(msg), p = std::move(permit)]() mutable { return detail::publish_on(*bus, std::move(m)); });
 }
 
 void BlockingBus::publish_core(BusMessage msg) {

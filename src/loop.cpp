@@ -190,9 +190,7 @@ void WorkerPool::stop(bool discard_queued) {
 
 // ---- Loop -------------------------------------------------------------------------------------
 
-int Loop::default_offload_threads() noexcept {
-  return static_cast<int>(std::max<unsigned>(4, std::thread::hardware_concurrency()));
-}
+int Loop::default_offload_threads() noexcept { return static_cast<int>(std::max<unsigned>(4, std::thread::hardware_concurrency())); }
 
 Loop::Loop(int offload_threads)
     : epfd_(::epoll_create1(EPOLL_CLOEXEC)),

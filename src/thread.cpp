@@ -36,8 +36,8 @@ void offload_start(std::shared_ptr<OffloadJob> job) {
 
 std::exception_ptr stopped_error() noexcept {
   try {
-    return std::make_exception_ptr(ClosedError("the LoopThread stopped before the submitted work finished",
-                                               ErrorContext{.operation = "LoopThread::submit"}));
+    return std::make_exception_ptr(
+        ClosedError("the LoopThread stopped before the submitted work finished", ErrorContext{.operation = "LoopThread::submit"}));
   } catch (...) {
     return std::current_exception();
   }

@@ -32,6 +32,8 @@ class PublishPermits;
 void detach_from_bus(ReceivedMessage& m) noexcept;
 }  // namespace detail
 
+/// NatsBus for any thread without coroutines: every call blocks (or returns a std::future) while the bus works on its own LoopThread. Safe
+/// from many threads at once.
 class BlockingBus {
  public:
   /// Starts the loop thread and connects (blocking). Throws what NatsBus's constructor and
@@ -55,7 +57,9 @@ class BlockingBus {
   void flush(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   /// Drains and closes the bus (idempotent); later calls throw ClosedError.
   void close();
+  /// The connection status.
   [[nodiscard]] ConnectionStatus status();
+  /// The bus's counters.
   [[nodiscard]] MetricsSnapshot metrics();
 
   /// Runs `f(bus)` (returning natbus::Task<T>) on the bus's loop: subscriptions, fetches,
@@ -63,7 +67,8 @@ class BlockingBus {
   /// loop too: keep it in a coroutine that lives there, or close it in another submit.
   template <class F>
   requires std::invocable<F&, NatsBus&> && detail::IsTask<std::invoke_result_t<F&, NatsBus&>>::value
-  [[nodiscard]] std::future<typename std::invoke_result_t<F&, NatsBus&>::value_type> submit(F f) {
+      [[nodiscard]] std::future<typename std::invoke_result_t<F&, NatsBus&>::value_type>
+      submit(F f) {
     NatsBus* bus = checked("submit");
     return loop_.submit([bus, f = std::move(f)]() mutable { return f(*bus); });
   }

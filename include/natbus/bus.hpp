@@ -44,12 +44,12 @@ enum class ConnectionStatus { idle, connecting, connected, reconnecting, closing
 /// The stream and domain names are views into natbus' table of names, kept for the life of the
 /// process (a service knows few streams), so a PubAck never dangles and costs no allocation.
 struct PubAck {
-  std::string_view stream{};
-  std::uint64_t sequence = 0;
+  std::string_view stream{};   ///< the stream that stored the message
+  std::uint64_t sequence = 0;  ///< its sequence in the stream
   /// True when the server (Nats-Msg-Id) or natbus (dedupe_window) recognized a duplicate and
   /// did not store the message again.
   bool duplicate = false;
-  std::string_view domain{};
+  std::string_view domain{};  ///< the JetStream domain (empty: none)
 };
 
 namespace detail {
@@ -185,28 +185,36 @@ concept ServeHandler = std::invocable < std::decay_t<H>
 class [[nodiscard]] PublishFuture {
  public:
   PublishFuture() noexcept = default;
+  /// Library use: the future of one publish.
   explicit PublishFuture(detail::PubSlot* slot) noexcept : slot_(slot) {}
+  /// Moves the future (the source becomes empty).
   PublishFuture(PublishFuture&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
-  PublishFuture& operator=(PublishFuture&& other) noexcept;
+  PublishFuture& operator=(PublishFuture&& other) noexcept;  ///< Moves the future (the source becomes empty).
   PublishFuture(const PublishFuture&) = delete;
   PublishFuture& operator=(const PublishFuture&) = delete;
   ~PublishFuture();
 
   /// True once the PubAck (or the error) has arrived.
   [[nodiscard]] bool ready() const noexcept;
+  /// True while it refers to a publish (not moved from or awaited).
   [[nodiscard]] bool valid() const noexcept { return slot_ != nullptr; }
 
+  /// What `co_await future` uses.
   class Awaiter : detail::CancelNode {
    public:
+    /// Library use.
     explicit Awaiter(detail::PubSlot* slot) noexcept : detail::CancelNode(&Awaiter::on_cancel), slot_(slot) {}
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
     ~Awaiter();
+    /// True when the PubAck (or error) is already there.
     [[nodiscard]] bool await_ready() const noexcept;
     template <class P>
+    /// Waits for the PubAck (a with_timeout() around it interrupts the wait).
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       return suspend(h, detail::scope_of(h));
     }
+    /// The PubAck, or the publish's exception.
     PubAck await_resume();
 
    private:
@@ -218,6 +226,7 @@ class [[nodiscard]] PublishFuture {
   };
   /// `PubAck ack = co_await future;` Throws the publish's error (TimeoutError, NoStreamError, ...).
   Awaiter operator co_await() && noexcept { return Awaiter(std::exchange(slot_, nullptr)); }
+  /// `PubAck ack = co_await future;` (an lvalue future is emptied).
   Awaiter operator co_await() & noexcept { return Awaiter(std::exchange(slot_, nullptr)); }
 
  private:
@@ -229,9 +238,11 @@ class [[nodiscard]] PublishFuture {
 class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it for as long as messages should arrive")]] Subscription {
  public:
   Subscription() noexcept = default;
+  /// Library use: wraps a subscription core.
   explicit Subscription(detail::SubCore * core) noexcept;
+  /// Moves the subscription (the source becomes empty).
   Subscription(Subscription && other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
-  Subscription& operator=(Subscription&& other) noexcept;
+  Subscription& operator=(Subscription&& other) noexcept;  ///< Moves the subscription; the one it replaces stops.
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
   ~Subscription();
@@ -242,10 +253,15 @@ class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it f
   /// unsubscribe(), then waits until the handlers this subscription started have finished.
   Task<void> close();
 
+  /// True while messages are delivered.
   [[nodiscard]] bool active() const noexcept;
+  /// The subject (filter) subscribed to.
   [[nodiscard]] std::string_view subject() const noexcept;
+  /// The stream (empty for core subscriptions).
   [[nodiscard]] std::string_view stream() const noexcept;
+  /// The durable consumer (empty when ephemeral or core).
   [[nodiscard]] std::string_view durable() const noexcept;
+  /// The queue group (empty: none).
   [[nodiscard]] std::string_view queue() const noexcept;
   /// Messages handed to handlers so far.
   [[nodiscard]] std::uint64_t delivered() const noexcept;
@@ -264,8 +280,9 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
   MessageStream() noexcept = default;
   /// Library use (NatsBus::messages builds it).
   MessageStream(std::shared_ptr<detail::StreamChannel> ch, Subscription sub) noexcept : ch_(std::move(ch)), sub_(std::move(sub)) {}
+  /// Moves the stream (the source becomes empty).
   MessageStream(MessageStream &&) noexcept = default;
-  MessageStream& operator=(MessageStream&&) noexcept = default;
+  MessageStream& operator=(MessageStream&&) noexcept = default;  ///< Moves the stream; the one it replaces stops.
   MessageStream(const MessageStream&) = delete;
   MessageStream& operator=(const MessageStream&) = delete;
   ~MessageStream();
@@ -278,6 +295,7 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
   Task<void> close();
   /// Messages received and waiting for next() (at most the buffer size given).
   [[nodiscard]] std::size_t buffered() const noexcept;
+  /// The subscription behind the stream (metrics, subject...).
   [[nodiscard]] const Subscription& subscription() const noexcept { return sub_; }
 
  private:
@@ -291,9 +309,11 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
 class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and call fetch() on it")]] PullSubscription {
  public:
   PullSubscription() noexcept = default;
+  /// Library use: wraps a pull consumer core.
   explicit PullSubscription(detail::PullCore * core) noexcept;
+  /// Moves the subscription (the source becomes empty).
   PullSubscription(PullSubscription && other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
-  PullSubscription& operator=(PullSubscription&& other) noexcept;
+  PullSubscription& operator=(PullSubscription&& other) noexcept;  ///< Moves the subscription; the one it replaces stops.
   PullSubscription(const PullSubscription&) = delete;
   PullSubscription& operator=(const PullSubscription&) = delete;
   ~PullSubscription();
@@ -305,10 +325,14 @@ class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and ca
   Task<std::vector<ReceivedMessage>> fetch_no_wait(int batch);
   /// Stops the subscription (the durable stays).
   void unsubscribe() noexcept;
+  /// Stops fetching; unacked fetched messages stay with the server (redelivered after ack_wait).
   Task<void> close();
 
+  /// True until close() or the end of the bus.
   [[nodiscard]] bool active() const noexcept;
+  /// The stream of the consumer.
   [[nodiscard]] std::string_view stream() const noexcept;
+  /// The durable consumer's name.
   [[nodiscard]] std::string_view durable() const noexcept;
 
  private:
@@ -317,38 +341,40 @@ class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and ca
 
 /// Stream state as the server reports it.
 struct StreamInfo {
-  std::string name{};
-  std::vector<std::string> subjects{};
-  StorageType storage = StorageType::file;
-  int replicas = 1;
-  std::uint64_t messages = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t first_sequence = 0;
-  std::uint64_t last_sequence = 0;
-  int consumers = 0;
-  std::string leader{};  ///< cluster leader (empty outside a cluster)
-  nlohmann::json raw{};  ///< the whole server answer
+  std::string name{};                       ///< stream name
+  std::vector<std::string> subjects{};      ///< subjects it captures
+  StorageType storage = StorageType::file;  ///< file or memory
+  int replicas = 1;                         ///< copies in a cluster
+  std::uint64_t messages = 0;               ///< messages stored
+  std::uint64_t bytes = 0;                  ///< bytes stored
+  std::uint64_t first_sequence = 0;         ///< first sequence still stored
+  std::uint64_t last_sequence = 0;          ///< last sequence stored
+  int consumers = 0;                        ///< consumers on the stream
+  std::string leader{};                     ///< cluster leader (empty outside a cluster)
+  nlohmann::json raw{};                     ///< the whole server answer
 };
 
 /// Consumer state as the server reports it.
 struct ConsumerInfo {
-  std::string stream{};
-  std::string name{};
-  bool push = false;
-  std::string deliver_subject{};
-  std::string deliver_group{};
-  std::string filter_subject{};
-  bool push_bound = false;
-  std::uint64_t num_pending = 0;
-  std::uint64_t num_ack_pending = 0;
-  std::uint64_t num_redelivered = 0;
-  std::uint64_t num_waiting = 0;
-  std::uint64_t delivered_consumer_sequence = 0;
-  std::uint64_t delivered_stream_sequence = 0;
-  std::uint64_t ack_floor_stream_sequence = 0;
-  nlohmann::json raw{};  ///< the whole server answer (config included)
+  std::string stream{};                           ///< stream name
+  std::string name{};                             ///< consumer name
+  bool push = false;                              ///< a push consumer (else pull)
+  std::string deliver_subject{};                  ///< push: where the server delivers
+  std::string deliver_group{};                    ///< push: the queue group bound to it
+  std::string filter_subject{};                   ///< the subject filter (empty: all)
+  bool push_bound = false;                        ///< push: a subscriber is bound
+  std::uint64_t num_pending = 0;                  ///< messages not yet delivered
+  std::uint64_t num_ack_pending = 0;              ///< delivered, waiting for an ack
+  std::uint64_t num_redelivered = 0;              ///< redelivered messages waiting for an ack
+  std::uint64_t num_waiting = 0;                  ///< pull: requests waiting on the server
+  std::uint64_t delivered_consumer_sequence = 0;  ///< last consumer sequence delivered
+  std::uint64_t delivered_stream_sequence = 0;    ///< last stream sequence delivered
+  std::uint64_t ack_floor_stream_sequence = 0;    ///< stream sequence below which all is acked
+  nlohmann::json raw{};                           ///< the whole server answer (config included)
 };
 
+/// A connection to NATS with JetStream: publishing, consumers, core NATS, request/reply and stream management. Use it on the loop thread
+/// that created it (see LoopThread and BlockingBus for other threads). Move-only.
 class NatsBus {
  public:
   /// Validates the configuration (ConfigError naming the field); does not connect.
@@ -357,8 +383,9 @@ class NatsBus {
   /// closed (bounded by drain_timeout); running handlers are not waited for. Prefer
   /// `co_await close()`.
   ~NatsBus();
+  /// Moves the bus (the source becomes empty).
   NatsBus(NatsBus&& other) noexcept;
-  NatsBus& operator=(NatsBus&& other) noexcept;
+  NatsBus& operator=(NatsBus&& other) noexcept;  ///< Moves the bus; the one it replaces is closed.
   NatsBus(const NatsBus&) = delete;
   NatsBus& operator=(const NatsBus&) = delete;
 
@@ -369,6 +396,7 @@ class NatsBus {
   /// Drains: subscriptions stop, running handlers finish and their acks and pending publishes
   /// reach the server (bounded by NatsConfig::drain_timeout), then the connection closes.
   Task<void> close();
+  /// True while connected (status() is `connected`).
   [[nodiscard]] bool connected() const noexcept;
   /// Finer than connected(): `reconnecting` while cnats re-establishes a lost connection
   /// (publishes are buffered, acks fail with ConnectionError). A pod is ready when `connected`.
@@ -384,6 +412,7 @@ class NatsBus {
   [[nodiscard]] std::string_view closed_reason() const noexcept;
   /// Connections the bus opened again after losing one (or leaving a lame-duck server).
   [[nodiscard]] std::uint64_t reconnects() const noexcept;
+  /// The validated configuration.
   [[nodiscard]] const NatsConfig& config() const noexcept;
 
   // ---- publishing ----
@@ -395,6 +424,7 @@ class NatsBus {
   Task<PubAck> publish_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options = {});
   /// publish(BusMessage::from_bytes(subject, data, options)).
   Task<PubAck> publish_bytes(std::string_view subject, std::span<const std::byte> data, const MessageOptions& options = {});
+  /// publish(BusMessage::from_bytes(subject, data, options)).
   Task<PubAck> publish_bytes(std::string_view subject, std::string_view data, const MessageOptions& options = {});
   /// Sends at once and returns a future of the PubAck. Suspends (never blocks) while
   /// NatsConfig::max_pending_publishes acks are outstanding.
@@ -432,6 +462,7 @@ class NatsBus {
     return push_subscribe_erased(subject, detail::make_typed_handler<T>(std::forward<H>(handler)), options);
   }
   template <class T, class H>
+  /// Typed pull consumer (see the typed push_subscribe()).
   requires TypedMessageHandler<H, T> Task<Subscription> pull_subscribe(std::string_view subject, H&& handler,
                                                                        const PullOptions& options = {}) {
     return pull_subscribe_erased(subject, detail::make_typed_handler<T>(std::forward<H>(handler)), options);
@@ -480,8 +511,11 @@ class NatsBus {
 
   // ---- replies (on the request's x-reply-on, or x-final-to with .final = true) ----
 
+  /// Replies with a JSON body (on the request's x-reply-on, or x-final-to with `.final = true`).
   Task<void> reply_json(const ReceivedMessage& request, const nlohmann::json& body, const ReplyOptions& options = {});
+  /// Replies with a text body.
   Task<void> reply_text(const ReceivedMessage& request, std::string_view text, const ReplyOptions& options = {});
+  /// Replies with a binary body.
   Task<void> reply_bytes(const ReceivedMessage& request, std::span<const std::byte> data, const ReplyOptions& options = {});
 
   /// Round trip to the server: completes when everything written before (acks, publishes,
@@ -496,10 +530,15 @@ class NatsBus {
   Task<StreamInfo> create_stream(std::string_view name, std::span<const std::string> subjects, const StreamOptions& options = {},
                                  bool add_missing_subjects = false);
 
+  /// The stream's configuration and state (NoStreamError when it does not exist).
   Task<StreamInfo> stream_info(std::string_view stream);
+  /// Deletes the stream and everything in it.
   Task<void> delete_stream(std::string_view stream);
+  /// Removes every message of the stream.
   Task<void> purge_stream(std::string_view stream);
+  /// The consumer's configuration and state (NotFoundError when missing).
   Task<ConsumerInfo> consumer_info(std::string_view stream, std::string_view consumer);
+  /// Deletes the consumer.
   Task<void> delete_consumer(std::string_view stream, std::string_view consumer);
 
   // ---- metrics ----

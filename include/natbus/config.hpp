@@ -30,17 +30,17 @@ enum class DiscardPolicy { old, new_ };
 /// Stream settings used when natbus creates the stream (NatsConfig::stream_create).
 /// Zero or -1 means "server default / unlimited".
 struct StreamOptions {
-  StorageType storage = StorageType::file;
-  int replicas = 1;
-  std::chrono::nanoseconds max_age{0};
-  std::int64_t max_bytes = -1;
-  std::int64_t max_msgs = -1;
-  std::int64_t max_msgs_per_subject = -1;
-  std::int32_t max_msg_size = -1;
+  StorageType storage = StorageType::file;  ///< file or memory
+  int replicas = 1;                         ///< copies in a cluster (1, 3 or 5)
+  std::chrono::nanoseconds max_age{0};      ///< oldest message kept (0: unlimited)
+  std::int64_t max_bytes = -1;              ///< bytes kept (-1: unlimited)
+  std::int64_t max_msgs = -1;               ///< messages kept (-1: unlimited)
+  std::int64_t max_msgs_per_subject = -1;   ///< messages kept per subject (-1: unlimited)
+  std::int32_t max_msg_size = -1;           ///< largest message accepted (-1: the server's limit)
   /// Server-side Nats-Msg-Id deduplication window (0: the server's default, 2 minutes).
   std::chrono::nanoseconds duplicate_window{0};
-  RetentionPolicy retention = RetentionPolicy::limits;
-  DiscardPolicy discard = DiscardPolicy::old;
+  RetentionPolicy retention = RetentionPolicy::limits;  ///< limits, interest or work_queue
+  DiscardPolicy discard = DiscardPolicy::old;           ///< what goes when a limit is reached
 };
 
 /// TLS settings. A `tls://` server URL, or any file set here, turns TLS on. The server's
@@ -58,19 +58,21 @@ struct TlsOptions {
 /// further one, at most `max`. A failing dependency then costs a few deliveries a minute, not a
 /// redelivery storm. `initial` 0: a plain nak, redelivered at once. multiplier 1: a fixed delay.
 struct RetryBackoff {
-  std::chrono::milliseconds initial{250};
-  std::chrono::milliseconds max{30000};
-  double multiplier = 2.0;
+  std::chrono::milliseconds initial{250};  ///< the first delay
+  std::chrono::milliseconds max{30000};    ///< the longest delay
+  double multiplier = 2.0;                 ///< growth factor per redelivery
 };
 
+/// Everything natbus is configured with; the same fields (and NATS_* environment variables) as the Python library. Validated by NatsBus's
+/// constructor.
 struct NatsConfig {
   // ---- The Python library's fields, in its order and with its defaults ----
 
   /// One URL or a comma-separated list. "host:port" means "nats://host:port"; schemes nats and
   /// tls (all entries alike). ws/wss are rejected: cnats has no WebSocket transport.
   std::string server = "nats://127.0.0.1:4222";
-  std::string username{};
-  std::string password{};
+  std::string username{};  ///< user name (with password)
+  std::string password{};  ///< password (never logged or put in error messages)
   /// Connection name shown by the server (and in natbus' logs).
   std::string name{};
   /// Wait between two rounds of reconnect attempts over the servers (plus reconnect_jitter).
@@ -80,8 +82,8 @@ struct NatsConfig {
   int max_reconnect_attempts = 60;
   /// Create the stream on connect (tolerates "already exists" when it matches).
   bool stream_create = false;
-  std::string stream_name{};
-  std::vector<std::string> stream_subjects{};
+  std::string stream_name{};                   ///< the stream natbus creates or checks at connect (empty: none)
+  std::vector<std::string> stream_subjects{};  ///< subjects of that stream
   /// Add the missing stream_subjects to an existing stream.
   bool stream_update_subjects = false;
   /// Default deliver (queue) group of push consumers; empty: none.
@@ -90,9 +92,9 @@ struct NatsConfig {
   bool bind = true;
   /// Default for handlers: true = the handler acks; false = natbus acks after it returns.
   bool manual_ack = true;
-  DeliverPolicy deliver_policy = DeliverPolicy::new_;
-  std::chrono::milliseconds ack_wait{30000};
-  int max_ack_pending = 1024;
+  DeliverPolicy deliver_policy = DeliverPolicy::new_;  ///< where new durables start
+  std::chrono::milliseconds ack_wait{30000};           ///< redelivery delay of unacked messages
+  int max_ack_pending = 1024;                          ///< unacked messages the server sends a consumer at most
   /// Drop a publish whose x-correlation-id was published within this window (0: off).
   std::chrono::milliseconds dedupe_window{0};
   /// Timeout of JetStream management calls (stream and consumer info, create, delete...).
@@ -102,13 +104,13 @@ struct NatsConfig {
 
   std::string token{};             ///< token authentication
   std::string credentials_file{};  ///< NATS .creds file (JWT + NKey seed)
-  TlsOptions tls{};
+  TlsOptions tls{};                ///< TLS settings (used when the server URL is tls:// or tls.enabled)
   /// Used when natbus creates the stream.
   StreamOptions stream{};
-  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds connect_timeout{2000};  ///< limit of one connection attempt
   /// The client pings this often; after max_pings_out unanswered pings it reconnects.
   std::chrono::milliseconds ping_interval{20000};
-  int max_pings_out = 3;
+  int max_pings_out = 3;  ///< unanswered pings before the connection counts as lost
   /// Try the servers in the order given (default: shuffled, as the official clients do). Servers
   /// the cluster announces are tried after the configured ones.
   bool no_randomize = false;

@@ -54,10 +54,10 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 
 /// The context an error is reported with; every field is optional.
 struct ErrorContext {
-  std::string operation{};  ///< e.g. "publish", "push_subscribe", "connect"
-  std::string subject{};
-  std::string stream{};
-  std::string durable{};
+  std::string operation{};    ///< e.g. "publish", "push_subscribe", "connect"
+  std::string subject{};      ///< the subject concerned
+  std::string stream{};       ///< the stream concerned
+  std::string durable{};      ///< the durable consumer concerned
   std::string server_text{};  ///< the server's or cnats' own description
   int nats_status = 0;        ///< cnats natsStatus, when cnats reported the error
   int js_code = 0;            ///< JetStream API "err_code", e.g. 10059 (stream not found)
@@ -67,15 +67,20 @@ struct ErrorContext {
 /// Base of every exception natbus throws.
 class Error : public std::system_error {
  public:
+  /// An error with a natbus or system error code.
   Error(std::error_code code, std::string message, ErrorContext context = {});
+  /// An error with a natbus error code.
   Error(errc code, std::string message, ErrorContext context = {}) : Error(make_error_code(code), std::move(message), std::move(context)) {}
 
   /// "natbus: <operation>: <message> (subject=.. stream=.. durable=..) [server: ..]"
   [[nodiscard]] const char* what() const noexcept override { return what_.c_str(); }
   /// The message without the context.
   [[nodiscard]] const std::string& message() const noexcept { return message_; }
+  /// Where it happened (operation, subject, stream...).
   [[nodiscard]] const ErrorContext& context() const noexcept { return context_; }
+  /// cnats' natsStatus, when cnats reported it (0 otherwise).
   [[nodiscard]] int nats_status() const noexcept { return context_.nats_status; }
+  /// The JetStream API err_code, when the server reported it (0 otherwise).
   [[nodiscard]] int js_code() const noexcept { return context_.js_code; }
   /// True when trying again (with the same msg_id for publishes) is the right reaction:
   /// timeouts, no responders during a leader election, a connection being re-established.
@@ -91,6 +96,7 @@ class Error : public std::system_error {
 template <errc Code>
 class ErrorOf : public Error {
  public:
+  /// An error of this class.
   explicit ErrorOf(std::string message, ErrorContext context = {}) : Error(Code, std::move(message), std::move(context)) {}
 };
 

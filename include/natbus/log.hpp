@@ -22,16 +22,16 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 
 /// One key=value pair of a log event.
 struct LogField {
-  std::string_view key{};
-  std::string value{};
+  std::string_view key{};  ///< field name
+  std::string value{};     ///< field value
 };
 
 /// One log event, valid only during the sink call.
 struct LogRecord {
-  LogLevel level = LogLevel::info;
-  std::string_view event{};
-  std::span<const LogField> fields{};
-  std::chrono::system_clock::time_point time{};
+  LogLevel level = LogLevel::info;               ///< severity
+  std::string_view event{};                      ///< what happened, a stable snake_case name
+  std::span<const LogField> fields{};            ///< key/value details
+  std::chrono::system_clock::time_point time{};  ///< when
 };
 
 using LogSink = std::function<void(const LogRecord&)>;

@@ -37,8 +37,8 @@ namespace natbus {
 
 /// A header given inline: `{"content-type", "image/jpeg"}`.
 struct Header {
-  std::string_view name{};
-  std::string_view value{};
+  std::string_view name{};   ///< header name
+  std::string_view value{};  ///< header value
 };
 
 /// W3C trace context (the `traceparent` header, https://www.w3.org/TR/trace-context/): the
@@ -48,12 +48,15 @@ struct TraceContext {
   std::array<char, 16> span_id{};   ///< lowercase hex of the sending span; all '0' when unknown
   std::uint8_t flags = 1;           ///< trace-flags (bit 0: sampled)
 
+  /// True when it carries a trace id.
   [[nodiscard]] bool valid() const noexcept { return trace_id[0] != '\0'; }
   /// True when the sending span is known (the context came from a traceparent).
   [[nodiscard]] bool has_span() const noexcept { return valid() && span_id_hex().find_first_not_of('0') != std::string_view::npos; }
+  /// The 32-hex-digit trace id.
   [[nodiscard]] std::string_view trace_id_hex() const noexcept {
     return valid() ? std::string_view(trace_id.data(), 32) : std::string_view{};
   }
+  /// The 16-hex-digit span id.
   [[nodiscard]] std::string_view span_id_hex() const noexcept {
     return valid() ? std::string_view(span_id.data(), 16) : std::string_view{};
   }
@@ -134,6 +137,7 @@ class BusMessage {
   static BusMessage from_text(std::string_view subject, std::string_view text, const MessageOptions& options = {});
   /// Raw bytes (content-type application/octet-stream unless options.content_type or a header says otherwise).
   static BusMessage from_bytes(std::string_view subject, std::span<const std::byte> data, const MessageOptions& options = {});
+  /// from_bytes() of a string's bytes.
   static BusMessage from_bytes(std::string_view subject, std::string_view data, const MessageOptions& options = {}) {
     return from_bytes(subject, std::as_bytes(std::span<const char>(data.data(), data.size())), options);
   }
@@ -145,14 +149,16 @@ class BusMessage {
     return from_bytes(subject, std::as_bytes(std::span(std::ranges::data(data), std::ranges::size(data))), options);
   }
 
+  /// Copies the message.
   BusMessage(const BusMessage& other);
-  BusMessage& operator=(const BusMessage& other);
+  BusMessage& operator=(const BusMessage& other);  ///< Copies the message.
+  /// Moves the message (the source becomes empty).
   BusMessage(BusMessage&& other) noexcept
       : buf_(std::exchange(other.buf_, nullptr)),
         size_(std::exchange(other.size_, 0)),
         subject_len_(std::exchange(other.subject_len_, 0)),
         header_len_(std::exchange(other.header_len_, 0)) {}
-  BusMessage& operator=(BusMessage&& other) noexcept;
+  BusMessage& operator=(BusMessage&& other) noexcept;  ///< Moves the message.
   ~BusMessage();
 
   /// The subject; empty only for a moved-from message.
@@ -162,6 +168,7 @@ class BusMessage {
     const std::string_view p = payload();
     return std::as_bytes(std::span<const char>(p.data(), p.size()));
   }
+  /// The payload as text (bytes, possibly compressed).
   [[nodiscard]] std::string_view payload() const noexcept {
     return {buf_ + subject_len_ + header_len_, size_ - subject_len_ - header_len_};
   }
@@ -177,15 +184,25 @@ class BusMessage {
   /// Bytes the message takes on the wire, headers and payload (what max_payload limits).
   [[nodiscard]] std::size_t wire_size() const noexcept { return size_ - subject_len_; }
 
+  /// The `content-type` header (empty when absent).
   [[nodiscard]] std::string_view content_type() const noexcept { return header_or_empty("content-type"); }
+  /// The `content-encoding` header (empty when absent).
   [[nodiscard]] std::string_view content_encoding() const noexcept { return header_or_empty("content-encoding"); }
+  /// The `x-trace-id` header (empty when absent).
   [[nodiscard]] std::string_view trace_id() const noexcept { return header_or_empty("x-trace-id"); }
+  /// The `x-correlation-id` header (empty when absent).
   [[nodiscard]] std::string_view correlation_id() const noexcept { return header_or_empty("x-correlation-id"); }
+  /// The `x-sender` header (empty when absent).
   [[nodiscard]] std::string_view sender() const noexcept { return header_or_empty("x-sender"); }
+  /// The `x-sent-at` header (empty when absent).
   [[nodiscard]] std::string_view sent_at() const noexcept { return header_or_empty("x-sent-at"); }
+  /// The `x-message-type` header (empty when absent).
   [[nodiscard]] std::string_view message_type() const noexcept { return header_or_empty("x-message-type"); }
+  /// The `x-reply-on` header (empty when absent).
   [[nodiscard]] std::string_view reply_on() const noexcept { return header_or_empty("x-reply-on"); }
+  /// The `x-final-to` header (empty when absent).
   [[nodiscard]] std::string_view final_to() const noexcept { return header_or_empty("x-final-to"); }
+  /// The `Nats-Msg-Id` header (empty when absent).
   [[nodiscard]] std::string_view msg_id() const noexcept { return header_or_empty("Nats-Msg-Id"); }
 
   /// Sets (replaces, case-insensitively) a header. CR/LF, control or non-ASCII bytes throw InvalidArgument.
@@ -216,11 +233,11 @@ class BusMessage {
 
 /// JetStream delivery metadata, parsed from the message's $JS.ACK reply subject.
 struct MsgMetadata {
-  std::string stream{};
-  std::string consumer{};
-  std::string domain{};
-  std::uint64_t stream_sequence = 0;
-  std::uint64_t consumer_sequence = 0;
+  std::string stream{};                               ///< stream name
+  std::string consumer{};                             ///< consumer name
+  std::string domain{};                               ///< JetStream domain (empty: none)
+  std::uint64_t stream_sequence = 0;                  ///< sequence in the stream
+  std::uint64_t consumer_sequence = 0;                ///< sequence in the consumer
   std::uint64_t num_delivered = 0;                    ///< 1 on first delivery, 2 on the first redelivery...
   std::uint64_t num_pending = 0;                      ///< messages left for this consumer after this one
   std::chrono::system_clock::time_point timestamp{};  ///< when the stream stored it
@@ -247,14 +264,18 @@ struct [[nodiscard]] Sent {
 class ReceivedMessage {
  public:
   ReceivedMessage() noexcept = default;
+  /// Library use: adopts a received message.
   explicit ReceivedMessage(detail::MsgImpl* impl) noexcept : impl_(impl) {}
+  /// Moves the message (the source becomes empty).
   ReceivedMessage(ReceivedMessage&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
-  ReceivedMessage& operator=(ReceivedMessage&& other) noexcept;
+  ReceivedMessage& operator=(ReceivedMessage&& other) noexcept;  ///< Moves the message; the one it replaces is released (not acked).
   ReceivedMessage(const ReceivedMessage&) = delete;
   ReceivedMessage& operator=(const ReceivedMessage&) = delete;
   ~ReceivedMessage();
 
+  /// True unless empty or moved from.
   [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
+  /// valid().
   explicit operator bool() const noexcept { return valid(); }
 
   /// The subject the message was published to.
@@ -263,6 +284,7 @@ class ReceivedMessage {
   [[nodiscard]] std::string_view reply() const noexcept;
   /// The payload, decompressed when content-encoding is gzip (DecodeError if that fails).
   [[nodiscard]] std::span<const std::byte> data() const;
+  /// The payload as text, decompressed like data().
   [[nodiscard]] std::string_view payload() const;
   /// The payload exactly as it arrived (still compressed when it was).
   [[nodiscard]] std::string_view raw_payload() const noexcept;
@@ -274,19 +296,29 @@ class ReceivedMessage {
   /// All headers as (name, value) pairs, in no particular order.
   [[nodiscard]] std::vector<std::pair<std::string_view, std::string_view>> headers() const;
 
+  /// The `content-type` header (empty when absent).
   [[nodiscard]] std::string_view content_type() const noexcept { return header_or_empty("content-type"); }
+  /// The `content-encoding` header (empty when absent).
   [[nodiscard]] std::string_view content_encoding() const noexcept { return header_or_empty("content-encoding"); }
+  /// The `x-trace-id` header (empty when absent).
   [[nodiscard]] std::string_view trace_id() const noexcept { return header_or_empty("x-trace-id"); }
   /// The trace this message belongs to: its `traceparent`, else its x-trace-id when that is a
   /// UUID (span unknown); invalid when it has neither. Pass it as MessageOptions::parent to
   /// continue the trace in what a handler publishes (replies and serve() do it themselves).
   [[nodiscard]] TraceContext trace_context() const noexcept;
+  /// The `x-correlation-id` header (empty when absent).
   [[nodiscard]] std::string_view correlation_id() const noexcept { return header_or_empty("x-correlation-id"); }
+  /// The `x-sender` header (empty when absent).
   [[nodiscard]] std::string_view sender() const noexcept { return header_or_empty("x-sender"); }
+  /// The `x-sent-at` header (empty when absent).
   [[nodiscard]] std::string_view sent_at() const noexcept { return header_or_empty("x-sent-at"); }
+  /// The `x-message-type` header (empty when absent).
   [[nodiscard]] std::string_view message_type() const noexcept { return header_or_empty("x-message-type"); }
+  /// The `x-reply-on` header (empty when absent).
   [[nodiscard]] std::string_view reply_on() const noexcept { return header_or_empty("x-reply-on"); }
+  /// The `x-final-to` header (empty when absent).
   [[nodiscard]] std::string_view final_to() const noexcept { return header_or_empty("x-final-to"); }
+  /// The `Nats-Msg-Id` header (empty when absent).
   [[nodiscard]] std::string_view msg_id() const noexcept { return header_or_empty("Nats-Msg-Id"); }
   /// When natbus took the message off the connection.
   [[nodiscard]] std::chrono::system_clock::time_point received_at() const noexcept;
@@ -319,6 +351,7 @@ class ReceivedMessage {
   detail::Sent ack();
   /// Negative acknowledgement: redeliver now, or after `delay`.
   detail::Sent nak();
+  /// -NAK with a redelivery delay.
   detail::Sent nak(std::chrono::milliseconds delay);
   /// Stops redelivery for good (the message is not processed).
   detail::Sent term();
@@ -355,7 +388,7 @@ struct TraceHooks {
   void (*on_handler_start)(const ReceivedMessage& msg, const TraceContext& incoming, void* user) = nullptr;
   /// That handler ended; `error` is what it threw (null on success).
   void (*on_handler_end)(const ReceivedMessage& msg, const TraceContext& incoming, const std::exception_ptr& error, void* user) = nullptr;
-  void* user = nullptr;
+  void* user = nullptr;  ///< free for the application
 };
 
 /// Installs (or, with `{}`, removes) the process-wide tracing hooks. Not synchronized with

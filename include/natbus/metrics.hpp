@@ -14,12 +14,15 @@ namespace natbus {
 /// here: counts[i] is the number of observations in (bounds[i-1], bounds[i]], the last entry
 /// the observations above the last bound).
 struct Histogram {
+  /// upper bounds of the buckets, in seconds
   static constexpr std::array<double, 14> kBounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                   0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   5.0};
+  /// observations per bucket (the last: above every bound)
   std::array<std::uint64_t, kBounds.size() + 1> counts{};
-  std::uint64_t count = 0;
-  double sum = 0;  ///< seconds
+  std::uint64_t count = 0;  ///< observations
+  double sum = 0;           ///< seconds
 
+  /// Adds one observation.
   void observe(double seconds) noexcept {
     std::size_t i = 0;
     while (i < kBounds.size() && seconds > kBounds[i]) ++i;
@@ -43,7 +46,10 @@ struct PublishMetrics {
 
 /// One subscription (push, pull, stream, core, serve).
 struct SubscriptionMetrics {
-  std::string subject, stream, durable, queue;
+  std::string subject;               ///< the subject (filter) subscribed to
+  std::string stream;                ///< the stream (empty for core subscriptions)
+  std::string durable;               ///< the durable consumer (empty: ephemeral or core)
+  std::string queue;                 ///< the queue group (empty: none)
   std::uint64_t delivered = 0;       ///< messages handed to the handler
   std::uint64_t redelivered = 0;     ///< of those, deliveries after the first (JetStream)
   std::uint64_t handler_errors = 0;  ///< handlers that threw
@@ -54,11 +60,15 @@ struct SubscriptionMetrics {
   Histogram handler_seconds;  ///< handler duration
 };
 
+/// A snapshot of a bus's counters (NatsBus::metrics()).
 struct MetricsSnapshot {
-  std::string name;  ///< NatsConfig::name
-  PublishMetrics publish;
-  std::uint64_t acks = 0, naks = 0, terms = 0, in_progress = 0;  ///< acknowledgements sent
-  std::vector<SubscriptionMetrics> subscriptions;                ///< the live ones
+  std::string name;                                ///< NatsConfig::name
+  PublishMetrics publish;                          ///< publishing
+  std::uint64_t acks = 0;                          ///< +ACK sent
+  std::uint64_t naks = 0;                          ///< -NAK sent (redelivery asked for)
+  std::uint64_t terms = 0;                         ///< +TERM sent (never redelivered)
+  std::uint64_t in_progress = 0;                   ///< +WPI sent (ack_wait extended)
+  std::vector<SubscriptionMetrics> subscriptions;  ///< the live ones
 };
 
 /// Prometheus text exposition (version 0.0.4) of a snapshot; metric names start with natbus_.

@@ -27,9 +27,9 @@ struct PushOptions {
   /// true: create the durable when missing and recreate it when its settings differ from these.
   /// false: use an existing durable as it is (create it only when missing). Unset: NatsConfig::bind.
   std::optional<bool> bind{};
-  std::optional<DeliverPolicy> deliver_policy{};
-  std::optional<std::chrono::milliseconds> ack_wait{};
-  std::optional<int> max_ack_pending{};
+  std::optional<DeliverPolicy> deliver_policy{};        ///< where a new durable starts (unset: NatsConfig::deliver_policy)
+  std::optional<std::chrono::milliseconds> ack_wait{};  ///< redelivery delay (unset: NatsConfig::ack_wait)
+  std::optional<int> max_ack_pending{};                 ///< unacked messages at most (unset: NatsConfig::max_ack_pending)
   /// Deliveries before the server stops redelivering (-1 / unset: unlimited).
   std::optional<int> max_deliver{};
   /// Stream. Empty: NatsConfig::stream_name, else the stream whose subjects cover `subject`.
@@ -38,7 +38,7 @@ struct PushOptions {
   int max_concurrency = 1;
   /// For DeliverPolicy::by_start_sequence / by_start_time.
   std::uint64_t start_sequence = 0;
-  std::chrono::system_clock::time_point start_time{};
+  std::chrono::system_clock::time_point start_time{};  ///< with DeliverPolicy::by_start_time
   /// Idle heartbeat the server sends when there is nothing to deliver (0: none). Not with a queue.
   std::chrono::milliseconds idle_heartbeat{0};
   /// Server flow control (needs idle_heartbeat). Not with a queue.
@@ -64,16 +64,16 @@ struct PullOptions {
   int batch = 10;
   /// How long one pull request waits on the server for messages.
   std::chrono::milliseconds expires{5000};
-  std::optional<bool> manual_ack{};
-  std::optional<bool> bind{};
-  std::optional<DeliverPolicy> deliver_policy{};
-  std::optional<std::chrono::milliseconds> ack_wait{};
-  std::optional<int> max_ack_pending{};
-  std::optional<int> max_deliver{};
+  std::optional<bool> manual_ack{};                     ///< true: the handler acks (unset: NatsConfig::manual_ack)
+  std::optional<bool> bind{};                           ///< bind to an existing durable as it is (unset: NatsConfig::bind)
+  std::optional<DeliverPolicy> deliver_policy{};        ///< where a new durable starts (unset: NatsConfig::deliver_policy)
+  std::optional<std::chrono::milliseconds> ack_wait{};  ///< redelivery delay (unset: NatsConfig::ack_wait)
+  std::optional<int> max_ack_pending{};                 ///< unacked messages at most (unset: NatsConfig::max_ack_pending)
+  std::optional<int> max_deliver{};                     ///< deliveries at most (unset: unlimited)
   /// Handlers running at the same time (handler form).
   int max_concurrency = 1;
-  std::uint64_t start_sequence = 0;
-  std::chrono::system_clock::time_point start_time{};
+  std::uint64_t start_sequence = 0;                    ///< with DeliverPolicy::by_start_sequence
+  std::chrono::system_clock::time_point start_time{};  ///< with DeliverPolicy::by_start_time
   /// Server heartbeat while a pull request waits (0: automatic, 40 % of expires up to 5 s).
   /// A request whose heartbeats stop (server restart, reconnect) is replaced.
   std::chrono::milliseconds idle_heartbeat{0};
@@ -88,14 +88,14 @@ struct PullOptions {
 /// ephemeral_push_subscribe(): a consumer without a name that the server removes once nobody
 /// listens for `inactive_threshold`.
 struct EphemeralOptions {
-  std::chrono::milliseconds inactive_threshold{5000};
-  std::string_view queue{};
+  std::chrono::milliseconds inactive_threshold{5000};  ///< the server deletes the consumer this long after the subscription ends
+  std::string_view queue{};                            ///< queue group (empty: none)
   /// Unset: NatsConfig::manual_ack.
   std::optional<bool> manual_ack{};
-  DeliverPolicy deliver_policy = DeliverPolicy::new_;
-  std::optional<std::chrono::milliseconds> ack_wait{};
-  std::string_view stream{};
-  int max_concurrency = 1;
+  DeliverPolicy deliver_policy = DeliverPolicy::new_;   ///< where it starts
+  std::optional<std::chrono::milliseconds> ack_wait{};  ///< redelivery delay (unset: NatsConfig::ack_wait)
+  std::string_view stream{};                            ///< stream (empty: the one that captures the subject)
+  int max_concurrency = 1;                              ///< handlers running at once
 };
 
 /// subscribe_core / serve (plain NATS subscriptions: at-most-once, no acks, no durable).
@@ -112,11 +112,11 @@ struct ReplyOptions {
   bool final = false;
   /// Send here instead of the request's headers.
   std::string_view subject{};
-  std::string_view sender{};
+  std::string_view sender{};  ///< x-sender (empty: NatsConfig::name)
   /// Default: the request's x-message-type.
   std::string_view message_type{};
-  std::initializer_list<Header> headers{};
-  bool compress = false;
+  std::initializer_list<Header> headers{};  ///< extra headers, literal (headers built at run time: BusMessage::set_header)
+  bool compress = false;                    ///< gzip the payload (content-encoding: gzip)
   /// Publish through JetStream and wait for the PubAck (true) or as a plain NATS message (false).
   bool jetstream = false;
 };

@@ -203,12 +203,17 @@ void run_loop(std::coroutine_handle<> root, const bool& done, int offload_thread
 template <class T>
 class [[nodiscard]] Task {
  public:
+  /// The coroutine's promise type.
   using promise_type = detail::Promise<T>;
+  /// What co_await gives.
   using value_type = T;
 
   Task() noexcept = default;
+  /// Library use: takes ownership of a coroutine.
   explicit Task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  /// Moves the task (the source becomes empty).
   Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  /// Moves the task; an unfinished one it replaces is destroyed.
   Task& operator=(Task&& other) noexcept {
     if (this != &other) {
       reset();
@@ -230,10 +235,13 @@ class [[nodiscard]] Task {
   // that complete at once keeps a constant stack even in -O0 builds, where compilers do not
   // turn symmetric transfer into tail calls. A task that suspended resumes its awaiter by
   // symmetric transfer when it completes.
+  /// What `co_await task` uses.
   struct Awaiter {
-    std::coroutine_handle<promise_type> handle;
+    std::coroutine_handle<promise_type> handle;  ///< the awaited coroutine
+    /// True when there is nothing to wait for.
     [[nodiscard]] bool await_ready() const noexcept { return !handle || handle.done(); }
     template <class P>
+    /// Starts the task (inline) and suspends only if it suspends.
     bool await_suspend(std::coroutine_handle<P> awaiting) noexcept {
       auto& p = handle.promise();
       if (!p.shielded) p.scope = detail::scope_of(awaiting);
@@ -244,12 +252,15 @@ class [[nodiscard]] Task {
       p.starting_inline = false;
       return !p.completed_inline;
     }
+    /// The task's value, or its exception.
     T await_resume() {
       if (!handle) throw std::logic_error("natbus::Task: awaiting an empty task");
       return handle.promise().take();
     }
   };
+  /// `T v = co_await task;`
   Awaiter operator co_await() & noexcept { return Awaiter{handle_}; }
+  /// `T v = co_await make_task();`
   Awaiter operator co_await() && noexcept { return Awaiter{handle_}; }
 
   /// Library use: the coroutine handle, still owned by this Task.

@@ -178,8 +178,8 @@ struct LoopThreadState;
 /// dropped; offload() after that (or outside a loop) throws ClosedError. `f` must not touch
 /// loop-owned objects (buses, messages) and must not wait for its own loop.
 template <class F>
-requires std::invocable<std::decay_t<F>&>
-[[nodiscard]] detail::OffloadAwaiter<std::decay_t<F>> offload(F&& f) {
+requires std::invocable < std::decay_t<F>
+& > [[nodiscard]] detail::OffloadAwaiter<std::decay_t<F>> offload(F&& f) {
   using D = std::decay_t<F>;
   static_assert(!(detail::kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<F&&> && !std::is_trivially_destructible_v<D>),
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the callable first: "
@@ -202,6 +202,7 @@ class LoopThread {
  public:
   /// Starts the thread and its loop. InvalidArgument for bad options.
   LoopThread();
+  /// Starts the thread with these options.
   explicit LoopThread(const LoopThreadOptions& options);
   /// stop(). On the loop's own thread (from submitted work), it only asks the loop to stop.
   ~LoopThread();
@@ -215,7 +216,8 @@ class LoopThread {
   ///   auto f = loop.submit([&bus]() -> natbus::Task<natbus::PubAck> { co_return co_await bus.publish(...); });
   template <class F>
   requires std::invocable<F&> && detail::IsTask<std::invoke_result_t<F&>>::value
-  [[nodiscard]] std::future<typename std::invoke_result_t<F&>::value_type> submit(F f) {
+      [[nodiscard]] std::future<typename std::invoke_result_t<F&>::value_type>
+      submit(F f) {
     using T = typename std::invoke_result_t<F&>::value_type;
     auto s = std::make_unique<detail::SubmissionOf<F, T>>(std::move(f));
     auto fut = s->future();

@@ -208,7 +208,8 @@ TEST(Threads, OffloadedHandlersUseSeveralCores) {
         (void)co_await bus.publish(std::move(msg));
       }
       const auto t0 = Clock::now();
-      auto sub = co_await bus.push_subscribe("off." + durable, on_msg, {.durable = durable, .deliver_policy = natbus::DeliverPolicy::all, .max_concurrency = concurrency});
+      auto sub = co_await bus.push_subscribe(
+          "off." + durable, on_msg, {.durable = durable, .deliver_policy = natbus::DeliverPolicy::all, .max_concurrency = concurrency});
       const bool all = co_await eventually([&] { return done == kMessages; }, 60s);
       took = ms_since(t0);
       EXPECT_TRUE(all) << done;
