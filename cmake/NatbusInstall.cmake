@@ -39,5 +39,9 @@ else()
   set(NATBUS_PC_LIBS_PRIVATE "")
   set(NATBUS_PC_REQUIRES_PRIVATE "libnats zlib")
 endif()
+# Relocatable: the prefix is found from the .pc file's own folder (a package installed anywhere,
+# or unpacked with dpkg -x, works).
+file(RELATIVE_PATH NATBUS_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" NATBUS_PC_TO_PREFIX "${NATBUS_PC_TO_PREFIX}")
 configure_file(cmake/natbus.pc.in "${PROJECT_BINARY_DIR}/natbus.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/natbus.pc" DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

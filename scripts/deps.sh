@@ -8,7 +8,7 @@ profile=${1:-test}
 build_pkgs=(build-essential cmake ninja-build pkg-config ca-certificates
             libnats-dev nats-server nlohmann-json3-dev libfmt-dev zlib1g-dev libssl-dev)
 test_pkgs=(clang libclang-rt-14-dev libgtest-dev libgmock-dev openssl python3 python3-yaml
-           golang-go golang-github-nats-io-go-nats-dev golang-github-nats-io-jwt-dev clang-format clang-tidy)
+           golang-go golang-github-nats-io-go-nats-dev golang-github-nats-io-jwt-dev clang-format clang-tidy doxygen)
 pkgs=("${build_pkgs[@]}")
 [[ "$profile" == "test" ]] && pkgs+=("${test_pkgs[@]}")
 

@@ -23,7 +23,7 @@ run_config() {
   local t0=$SECONDS
   echo "=== [$name] configure"
   cmake -S "$root" -B "$dir" -G Ninja -DNATBUS_BUILD_TESTS=ON -DNATBUS_BUILD_EXAMPLES=ON -DNATBUS_BUILD_BENCH=ON \
-    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DNATBUS_REQUIRE_GO=ON -DNATBUS_WERROR=ON "$@" >/dev/null
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DNATBUS_REQUIRE_GO=ON -DNATBUS_REQUIRE_DOCS=ON -DNATBUS_WERROR=ON "$@" >/dev/null
   echo "=== [$name] build"
   cmake --build "$dir" --parallel "$jobs"
   echo "=== [$name] test"
