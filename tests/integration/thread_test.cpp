@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "support/bus_test.hpp"
+#include "support/child_process.hpp"
 
 using namespace std::chrono_literals;
 using natbus::BusMessage;
@@ -306,3 +307,19 @@ TEST(WithTimeout, AroundAFetchNothingIsLostForTheNextOne) {
     co_await bus.close();
   }());
 }
+
+#ifdef NATBUS_EXAMPLE_THREADS
+TEST(Example, ThreadsExampleRunsEndToEnd) {
+  NatsServer server(ServerOptions{.user = "nats-user", .password = "changeme"});
+  ChildProcess example({NATBUS_EXAMPLE_THREADS}, {"NATS_SERVER=" + server.url(), "NATS_USERNAME=nats-user", "NATS_PASSWORD=changeme"});
+  const auto handled = example.wait_for_line("100 jobs handled in", 60s);
+  ASSERT_TRUE(handled) << ::testing::PrintToString(example.output());
+  EXPECT_EQ(example.wait(30s), 0);
+  int pings = 0;
+  for (const auto& l : example.output()) {
+    if (l.find("ping answered {\"ok\":true}") != std::string::npos) ++pings;
+  }
+  EXPECT_EQ(pings, 4) << ::testing::PrintToString(example.output());
+  std::printf("%s\n", handled->c_str());
+}
+#endif
