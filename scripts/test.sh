@@ -8,12 +8,14 @@
 #   asan   g++ with AddressSanitizer + UndefinedBehaviorSanitizer (catches GCC 12's coroutine bugs)
 #   tsan   clang with ThreadSanitizer
 #   fuzz   clang libFuzzer targets, each for FUZZ_SECONDS (default 60)
+#   matrix the conventional user builds (default options, no -Werror) of four build type /
+#          generator / compiler combinations, each with its package tests (scripts/build-matrix.sh)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/deps.sh" test
 
 configs=("$@")
-((${#configs[@]})) || configs=(gcc asan tsan fuzz)
+((${#configs[@]})) || configs=(gcc asan tsan fuzz matrix)
 jobs=${JOBS:-$(nproc)}
 summary=()
 
@@ -43,7 +45,8 @@ for c in "${configs[@]}"; do
     fuzz) if [[ -x "$root/scripts/fuzz.sh" ]]; then
             t0=$SECONDS; "$root/scripts/fuzz.sh"; summary+=("fuzz: passed in $((SECONDS - t0)) s")
           fi ;;
-    *) echo "unknown configuration: $c (gcc asan tsan fuzz)" >&2; exit 2 ;;
+    matrix) t0=$SECONDS; "$root/scripts/build-matrix.sh" ci; summary+=("matrix: passed in $((SECONDS - t0)) s") ;;
+    *) echo "unknown configuration: $c (gcc asan tsan fuzz matrix)" >&2; exit 2 ;;
   esac
 done
 printf '%s\n' "=== summary" "${summary[@]}"
