@@ -176,6 +176,23 @@ TEST(Threads, BlockingBusRequestsAndErrorsFromForeignThreads) {
       .get();
 }
 
+TEST(Threads, StoppingALoopThreadClosesTheBusesItsWorkLeftOpen) {
+  NatsServer server;
+  std::unique_ptr<NatsBus> left_open;
+  {
+    natbus::LoopThread loop;
+    loop.submit([&]() -> Task<void> {
+          left_open = std::make_unique<NatsBus>(config_for(server));
+          co_await left_open->connect();
+        })
+        .get();
+    EXPECT_EQ(loop.submit([&]() -> Task<natbus::ConnectionStatus> { co_return left_open->status(); }).get(),
+              natbus::ConnectionStatus::connected);
+  }  // the LoopThread stops and joins here
+  EXPECT_EQ(left_open->status(), natbus::ConnectionStatus::closed) << "closed by the loop's shutdown, not left connected";
+  left_open.reset();  // the loop thread is gone: destroying it here races with nothing
+}
+
 TEST(Threads, ABlockingBusThatCannotConnectThrowsAndStopsItsThread) {
   NatsConfig c;
   c.server = "nats://127.0.0.1:1";
