@@ -58,9 +58,11 @@ int main() {
   // Four "request threads" publish 25 jobs each and ask the service once.
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> workers;
+  workers.reserve(4);
   for (int t = 0; t < 4; ++t) {
     workers.emplace_back([&bus, t] {
       std::vector<std::future<natbus::PubAck>> acks;
+      acks.reserve(25);
       for (int i = 0; i < 25; ++i) acks.push_back(bus.publish_async(natbus::BusMessage::from_json("threads.jobs", {{"n", t * 100 + i}})));
       for (auto& a : acks) (void)a.get();
       auto pong = bus.request(natbus::BusMessage::from_json("svc.threads.ping", {{"from", t}}), 2s);
