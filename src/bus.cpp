@@ -9,7 +9,7 @@
 #include "consumer.hpp"
 #include "msg_impl.hpp"
 #include "request.hpp"
-#include "validate.hpp"
+#include "base/validate.hpp"
 
 namespace natbus {
 namespace detail {

@@ -24,9 +24,9 @@
 #include "natbus/config.hpp"
 #include "natbus/log.hpp"
 #include "natbus/metrics.hpp"
-#include "ref.hpp"
+#include "base/ref.hpp"
 #include "sink.hpp"
-#include "util.hpp"
+#include "base/util.hpp"
 #include "wait.hpp"
 
 namespace natbus::detail {

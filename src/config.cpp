@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "natbus/error.hpp"
-#include "validate.hpp"
+#include "base/validate.hpp"
 
 namespace natbus {
 

@@ -8,8 +8,8 @@
 
 #include "request.hpp"
 #include "trace.hpp"
-#include "util.hpp"
-#include "validate.hpp"
+#include "base/util.hpp"
+#include "base/validate.hpp"
 
 namespace natbus::detail {
 

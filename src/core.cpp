@@ -6,7 +6,7 @@
 #include "msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "request.hpp"
-#include "validate.hpp"
+#include "base/validate.hpp"
 
 namespace natbus {
 

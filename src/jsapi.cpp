@@ -6,7 +6,7 @@
 #include "bus_core.hpp"
 #include "consumer.hpp"
 #include "request.hpp"
-#include "validate.hpp"
+#include "base/validate.hpp"
 
 namespace natbus::detail {
 

@@ -9,8 +9,8 @@
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
 #include "trace.hpp"
-#include "util.hpp"
-#include "validate.hpp"
+#include "base/util.hpp"
+#include "base/validate.hpp"
 
 namespace natbus {
 

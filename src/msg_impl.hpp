@@ -9,7 +9,7 @@
 #include "cnats.hpp"
 #include "natbus/message.hpp"
 #include "natbus/task.hpp"
-#include "ref.hpp"
+#include "base/ref.hpp"
 
 namespace natbus::detail {
 

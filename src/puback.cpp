@@ -4,7 +4,7 @@
 
 #include <charconv>
 
-#include "util.hpp"
+#include "base/util.hpp"
 
 namespace natbus::detail {
 

@@ -9,7 +9,7 @@
 #include "bus_core.hpp"
 #include "puback.hpp"
 #include "request.hpp"
-#include "validate.hpp"
+#include "base/validate.hpp"
 
 namespace natbus::detail {
 

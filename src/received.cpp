@@ -9,8 +9,8 @@
 #include "gzip.hpp"
 #include "msg_impl.hpp"
 #include "request.hpp"
-#include "util.hpp"
-#include "validate.hpp"
+#include "base/util.hpp"
+#include "base/validate.hpp"
 
 namespace natbus {
 

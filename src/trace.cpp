@@ -7,7 +7,7 @@
 
 #include "natbus/message.hpp"
 #include "trace.hpp"
-#include "util.hpp"
+#include "base/util.hpp"
 
 namespace natbus {
 

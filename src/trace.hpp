@@ -4,7 +4,7 @@
 #include <cstddef>
 
 #include "natbus/message.hpp"
-#include "util.hpp"
+#include "base/util.hpp"
 
 namespace natbus::detail {
 

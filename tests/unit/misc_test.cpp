@@ -12,8 +12,8 @@
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/version.hpp"
-#include "util.hpp"
-#include "validate.hpp"
+#include "base/util.hpp"
+#include "base/validate.hpp"
 
 TEST(Error, WhatNamesOperationContextAndServerText) {
   natbus::ErrorContext ctx;

@@ -1,4 +1,4 @@
-#include "validate.hpp"
+#include "base/validate.hpp"
 
 #include <algorithm>
 #include <cmath>
