@@ -18,7 +18,7 @@
 
 #include "cnats.hpp"
 #include "connection.hpp"
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 #include "mux.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
@@ -27,7 +27,7 @@
 #include "base/ref.hpp"
 #include "sink.hpp"
 #include "base/util.hpp"
-#include "wait.hpp"
+#include "runtime/wait.hpp"
 
 namespace natbus::detail {
 

@@ -23,7 +23,7 @@
 #include <mutex>
 
 #include "cnats.hpp"
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 
 namespace natbus::detail {
 

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "bus_core.hpp"
-#include "detached.hpp"
+#include "runtime/detached.hpp"
 #include "msg_impl.hpp"
 
 namespace natbus::detail {

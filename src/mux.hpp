@@ -25,7 +25,7 @@
 #include <unordered_map>
 
 #include "cnats.hpp"
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 #include "sink.hpp"
 
 namespace natbus::detail {

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "bus_core.hpp"
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 #include "support/bus_test.hpp"
 #include "support/cut_proxy.hpp"
 

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/task.hpp"

@@ -8,12 +8,12 @@
 
 #include <fmt/format.h>
 
-#include "detached.hpp"
-#include "loop.hpp"
+#include "runtime/detached.hpp"
+#include "runtime/loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/thread.hpp"
-#include "wait.hpp"
+#include "runtime/wait.hpp"
 
 namespace natbus {
 namespace detail {

@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "detached.hpp"
+#include "runtime/detached.hpp"
 #include "natbus/error.hpp"
 #include "natbus/task.hpp"
 

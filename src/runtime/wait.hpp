@@ -7,7 +7,7 @@
 #include <coroutine>
 #include <vector>
 
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 #include "natbus/task.hpp"
 
 namespace natbus::detail {

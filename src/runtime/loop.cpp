@@ -1,4 +1,4 @@
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 
 #include <fcntl.h>
 #include <sys/epoll.h>

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "loop.hpp"
+#include "runtime/loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/task.hpp"
 
