@@ -16,16 +16,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cnats.hpp"
-#include "connection.hpp"
+#include "transport/cnats.hpp"
+#include "transport/connection.hpp"
 #include "runtime/loop.hpp"
-#include "mux.hpp"
+#include "transport/mux.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
 #include "natbus/log.hpp"
 #include "natbus/metrics.hpp"
 #include "base/ref.hpp"
-#include "sink.hpp"
+#include "transport/sink.hpp"
 #include "base/util.hpp"
 #include "runtime/wait.hpp"
 

@@ -6,7 +6,7 @@
 #include <array>
 #include <cstring>
 
-#include "request.hpp"
+#include "transport/request.hpp"
 #include "trace.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"

@@ -5,7 +5,7 @@
 #include "consumer.hpp"
 #include "msg_impl.hpp"
 #include "natbus/bus.hpp"
-#include "request.hpp"
+#include "transport/request.hpp"
 #include "base/validate.hpp"
 
 namespace natbus {

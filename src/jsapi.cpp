@@ -5,7 +5,7 @@
 
 #include "bus_core.hpp"
 #include "consumer.hpp"
-#include "request.hpp"
+#include "transport/request.hpp"
 #include "base/validate.hpp"
 
 namespace natbus::detail {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cnats.hpp"
+#include "transport/cnats.hpp"
 #include "natbus/message.hpp"
 #include "natbus/task.hpp"
 #include "base/ref.hpp"

@@ -8,7 +8,7 @@
 
 #include "bus_core.hpp"
 #include "puback.hpp"
-#include "request.hpp"
+#include "transport/request.hpp"
 #include "base/validate.hpp"
 
 namespace natbus::detail {

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "consumer.hpp"
-#include "request.hpp"
+#include "transport/request.hpp"
 
 namespace natbus::detail {
 

@@ -8,7 +8,7 @@
 #include "bus_core.hpp"
 #include "gzip.hpp"
 #include "msg_impl.hpp"
-#include "request.hpp"
+#include "transport/request.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"
 

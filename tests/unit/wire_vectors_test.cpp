@@ -6,7 +6,7 @@
 
 #include <set>
 
-#include "cnats.hpp"
+#include "transport/cnats.hpp"
 #include "gzip.hpp"
 #include "msg_impl.hpp"
 #include "support/wire_vectors.hpp"

@@ -22,7 +22,7 @@
 #include <memory>
 #include <mutex>
 
-#include "cnats.hpp"
+#include "transport/cnats.hpp"
 #include "runtime/loop.hpp"
 
 namespace natbus::detail {

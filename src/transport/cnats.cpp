@@ -1,4 +1,4 @@
-#include "cnats.hpp"
+#include "transport/cnats.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "connection.hpp"
+#include "transport/connection.hpp"
 
 #include <sys/epoll.h>
 

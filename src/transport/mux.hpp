@@ -24,9 +24,9 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "cnats.hpp"
+#include "transport/cnats.hpp"
 #include "runtime/loop.hpp"
-#include "sink.hpp"
+#include "transport/sink.hpp"
 
 namespace natbus::detail {
 

@@ -1,4 +1,4 @@
-#include "mux.hpp"
+#include "transport/mux.hpp"
 
 #include <algorithm>
 #include <atomic>
