@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "natbus/error.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "msg_impl.hpp"
+#include "message/msg_impl.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
 

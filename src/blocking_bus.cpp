@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "bus_core.hpp"
-#include "msg_impl.hpp"
+#include "message/msg_impl.hpp"
 #include "natbus/error.hpp"
 
 namespace natbus {

@@ -7,7 +7,7 @@
 
 #include "bus_core.hpp"
 #include "consumer.hpp"
-#include "msg_impl.hpp"
+#include "message/msg_impl.hpp"
 #include "transport/request.hpp"
 #include "base/validate.hpp"
 

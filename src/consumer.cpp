@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "transport/request.hpp"
-#include "trace.hpp"
+#include "message/trace.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"
 

@@ -21,7 +21,7 @@
 
 #include "bus_core.hpp"
 #include "runtime/detached.hpp"
-#include "msg_impl.hpp"
+#include "message/msg_impl.hpp"
 
 namespace natbus::detail {
 

@@ -3,7 +3,7 @@
 
 #include "bus_core.hpp"
 #include "consumer.hpp"
-#include "msg_impl.hpp"
+#include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "transport/request.hpp"
 #include "base/validate.hpp"

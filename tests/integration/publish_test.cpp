@@ -7,7 +7,7 @@
 #include <regex>
 
 #include "bus_core.hpp"
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "support/bus_test.hpp"
 
 using namespace std::chrono_literals;

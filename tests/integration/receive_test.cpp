@@ -2,7 +2,7 @@
 // several values), gzip from elsewhere, and payloads that are not what they claim.
 #include <gtest/gtest.h>
 
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "support/bus_test.hpp"
 
 using namespace std::chrono_literals;

@@ -8,7 +8,7 @@
 #include <regex>
 #include <stdexcept>
 
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "natbus/error.hpp"
 
 namespace natbus::testing {

@@ -4,7 +4,7 @@
 #include <array>
 #include <regex>
 
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
 

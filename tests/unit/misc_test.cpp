@@ -7,7 +7,7 @@
 #include <regex>
 #include <set>
 
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"

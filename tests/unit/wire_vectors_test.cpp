@@ -7,8 +7,8 @@
 #include <set>
 
 #include "transport/cnats.hpp"
-#include "gzip.hpp"
-#include "msg_impl.hpp"
+#include "message/gzip.hpp"
+#include "message/msg_impl.hpp"
 #include "support/wire_vectors.hpp"
 
 using natbus::BusMessage;

@@ -5,10 +5,10 @@
 
 #include <fmt/format.h>
 
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
-#include "trace.hpp"
+#include "message/trace.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"
 

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "natbus/message.hpp"
-#include "trace.hpp"
+#include "message/trace.hpp"
 #include "base/util.hpp"
 
 namespace natbus {

@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "bus_core.hpp"
-#include "gzip.hpp"
-#include "msg_impl.hpp"
+#include "message/gzip.hpp"
+#include "message/msg_impl.hpp"
 #include "transport/request.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"

@@ -1,4 +1,4 @@
-#include "gzip.hpp"
+#include "message/gzip.hpp"
 
 #include <zlib.h>
 
