@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "puback.hpp"
+#include "jetstream/puback.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "bus_core.hpp"
-#include "consumer.hpp"
+#include "jetstream/consumer.hpp"
 #include "message/msg_impl.hpp"
 #include "transport/request.hpp"
 #include "base/validate.hpp"

@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "bus_core.hpp"
-#include "consumer.hpp"
+#include "jetstream/consumer.hpp"
 #include "natbus/bus.hpp"
 
 namespace natbus {

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "bus_core.hpp"
-#include "puback.hpp"
+#include "jetstream/puback.hpp"
 #include "transport/request.hpp"
 #include "base/validate.hpp"
 

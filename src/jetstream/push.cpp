@@ -3,7 +3,7 @@
 
 #include <fmt/format.h>
 
-#include "consumer.hpp"
+#include "jetstream/consumer.hpp"
 #include "natbus/task.hpp"
 
 namespace natbus::detail {

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "consumer.hpp"
+#include "jetstream/consumer.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {

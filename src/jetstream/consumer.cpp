@@ -1,5 +1,5 @@
 // Shared consumer machinery: ensuring the durable, running handlers, acks after handlers.
-#include "consumer.hpp"
+#include "jetstream/consumer.hpp"
 
 #include <fmt/format.h>
 

@@ -1,6 +1,6 @@
 // The PubAck fast path: most JetStream acks are {"stream":"S","seq":N} (optionally with
 // "duplicate" and "domain"); parsing those by hand avoids a JSON DOM per publish.
-#include "puback.hpp"
+#include "jetstream/puback.hpp"
 
 #include <charconv>
 
