@@ -1,7 +1,7 @@
 // Core NATS next to JetStream: publish_core, subscribe_core, request and serve.
 #include <fmt/format.h>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
 #include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "runtime/detached.hpp"
 #include "message/msg_impl.hpp"
 

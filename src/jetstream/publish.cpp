@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "jetstream/puback.hpp"
 #include "transport/request.hpp"
 #include "base/validate.hpp"

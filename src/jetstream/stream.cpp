@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "natbus/bus.hpp"
 
 namespace natbus {

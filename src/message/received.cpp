@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "message/gzip.hpp"
 #include "message/msg_impl.hpp"
 #include "transport/request.hpp"

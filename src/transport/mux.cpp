@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 
 namespace natbus::detail {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 
 namespace natbus::detail {
 

@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "support/bus_test.hpp"
 #include "support/child_process.hpp"
 

@@ -13,7 +13,7 @@
 #include <set>
 #include <thread>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "runtime/loop.hpp"
 #include "support/bus_test.hpp"
 #include "support/cut_proxy.hpp"

@@ -6,7 +6,7 @@
 
 #include <regex>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "message/gzip.hpp"
 #include "support/bus_test.hpp"
 

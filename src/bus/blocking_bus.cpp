@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "message/msg_impl.hpp"
 #include "natbus/error.hpp"
 

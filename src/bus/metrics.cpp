@@ -5,7 +5,7 @@
 
 #include <limits>
 
-#include "bus_core.hpp"
+#include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
 #include "natbus/bus.hpp"
 
