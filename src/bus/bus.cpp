@@ -5,11 +5,11 @@
 
 #include <fmt/format.h>
 
+#include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
 #include "message/msg_impl.hpp"
 #include "transport/request.hpp"
-#include "base/validate.hpp"
 
 namespace natbus {
 namespace detail {

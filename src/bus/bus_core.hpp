@@ -16,18 +16,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/cnats.hpp"
-#include "transport/connection.hpp"
-#include "runtime/loop.hpp"
-#include "transport/mux.hpp"
+#include "base/ref.hpp"
+#include "base/util.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
 #include "natbus/log.hpp"
 #include "natbus/metrics.hpp"
-#include "base/ref.hpp"
-#include "transport/sink.hpp"
-#include "base/util.hpp"
+#include "runtime/loop.hpp"
 #include "runtime/wait.hpp"
+#include "transport/cnats.hpp"
+#include "transport/connection.hpp"
+#include "transport/mux.hpp"
+#include "transport/sink.hpp"
 
 namespace natbus::detail {
 

@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "natbus/error.hpp"
 #include "base/validate.hpp"
+#include "natbus/error.hpp"
 
 namespace natbus {
 

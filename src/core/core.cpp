@@ -1,12 +1,12 @@
 // Core NATS next to JetStream: publish_core, subscribe_core, request and serve.
 #include <fmt/format.h>
 
+#include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
 #include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "transport/request.hpp"
-#include "base/validate.hpp"
 
 namespace natbus {
 

@@ -6,10 +6,10 @@
 #include <array>
 #include <cstring>
 
-#include "transport/request.hpp"
-#include "message/trace.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"
+#include "message/trace.hpp"
+#include "transport/request.hpp"
 
 namespace natbus::detail {
 

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "bus/bus_core.hpp"
-#include "runtime/detached.hpp"
 #include "message/msg_impl.hpp"
+#include "runtime/detached.hpp"
 
 namespace natbus::detail {
 

@@ -3,10 +3,10 @@
 // 3.4's structs stop at server 2.9's).
 #include <fmt/format.h>
 
+#include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
 #include "transport/request.hpp"
-#include "base/validate.hpp"
 
 namespace natbus::detail {
 

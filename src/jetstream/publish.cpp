@@ -6,10 +6,10 @@
 
 #include <fmt/format.h>
 
+#include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/puback.hpp"
 #include "transport/request.hpp"
-#include "base/validate.hpp"
 
 namespace natbus::detail {
 

@@ -5,12 +5,12 @@
 
 #include <fmt/format.h>
 
-#include "message/gzip.hpp"
-#include "natbus/error.hpp"
-#include "natbus/message.hpp"
-#include "message/trace.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"
+#include "message/gzip.hpp"
+#include "message/trace.hpp"
+#include "natbus/error.hpp"
+#include "natbus/message.hpp"
 
 namespace natbus {
 

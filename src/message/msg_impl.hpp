@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <string>
 
-#include "transport/cnats.hpp"
+#include "base/ref.hpp"
 #include "natbus/message.hpp"
 #include "natbus/task.hpp"
-#include "base/ref.hpp"
+#include "transport/cnats.hpp"
 
 namespace natbus::detail {
 

@@ -5,12 +5,12 @@
 
 #include <fmt/format.h>
 
+#include "base/util.hpp"
+#include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "message/gzip.hpp"
 #include "message/msg_impl.hpp"
 #include "transport/request.hpp"
-#include "base/util.hpp"
-#include "base/validate.hpp"
 
 namespace natbus {
 

@@ -5,9 +5,9 @@
 #include <string>
 #include <string_view>
 
-#include "natbus/message.hpp"
-#include "message/trace.hpp"
 #include "base/util.hpp"
+#include "message/trace.hpp"
+#include "natbus/message.hpp"
 
 namespace natbus {
 

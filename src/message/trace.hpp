@@ -3,8 +3,8 @@
 
 #include <cstddef>
 
-#include "natbus/message.hpp"
 #include "base/util.hpp"
+#include "natbus/message.hpp"
 
 namespace natbus::detail {
 

@@ -28,9 +28,9 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/detached.hpp"
 #include "natbus/error.hpp"
 #include "natbus/task.hpp"
+#include "runtime/detached.hpp"
 
 namespace natbus::detail {
 

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "runtime/loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/task.hpp"
+#include "runtime/loop.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define NATBUS_NO_FRAME_POOL 1

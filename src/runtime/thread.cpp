@@ -8,11 +8,11 @@
 
 #include <fmt/format.h>
 
-#include "runtime/detached.hpp"
-#include "runtime/loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/thread.hpp"
+#include "runtime/detached.hpp"
+#include "runtime/loop.hpp"
 #include "runtime/wait.hpp"
 
 namespace natbus {

@@ -7,8 +7,8 @@
 #include <coroutine>
 #include <vector>
 
-#include "runtime/loop.hpp"
 #include "natbus/task.hpp"
+#include "runtime/loop.hpp"
 
 namespace natbus::detail {
 

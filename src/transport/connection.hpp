@@ -22,8 +22,8 @@
 #include <memory>
 #include <mutex>
 
-#include "transport/cnats.hpp"
 #include "runtime/loop.hpp"
+#include "transport/cnats.hpp"
 
 namespace natbus::detail {
 

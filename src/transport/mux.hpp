@@ -24,8 +24,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "transport/cnats.hpp"
 #include "runtime/loop.hpp"
+#include "transport/cnats.hpp"
 #include "transport/sink.hpp"
 
 namespace natbus::detail {

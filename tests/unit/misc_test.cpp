@@ -7,13 +7,13 @@
 #include <regex>
 #include <set>
 
+#include "base/util.hpp"
+#include "base/validate.hpp"
 #include "message/gzip.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/version.hpp"
-#include "base/util.hpp"
-#include "base/validate.hpp"
 
 TEST(Error, WhatNamesOperationContextAndServerText) {
   natbus::ErrorContext ctx;

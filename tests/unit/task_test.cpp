@@ -8,10 +8,10 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/loop.hpp"
 #include "natbus/error.hpp"
 #include "natbus/log.hpp"
 #include "natbus/task.hpp"
+#include "runtime/loop.hpp"
 
 using namespace std::chrono_literals;
 using natbus::Task;

@@ -6,10 +6,10 @@
 
 #include <set>
 
-#include "transport/cnats.hpp"
 #include "message/gzip.hpp"
 #include "message/msg_impl.hpp"
 #include "support/wire_vectors.hpp"
+#include "transport/cnats.hpp"
 
 using natbus::BusMessage;
 using natbus::ReceivedMessage;
