@@ -1,3 +1,8 @@
+// Folder base/: what every layer may use and that uses nothing of natbus' own: errors and their
+// messages (error.cpp), the log sink (log.cpp), ids, clocks and time formats (util.*), name and
+// subject validation (validate.*), intrusive reference counting (ref.hpp). It calls no other
+// folder.
+//
 // Small helpers: ids, timestamps, UTF-8, case-insensitive comparison.
 #pragma once
 

@@ -1,3 +1,8 @@
+// Folder bus/: the top. The state behind a NatsBus (BusCore: the connection's life, the
+// supervisor, events, close), the public handles' forwarding (bus.cpp), configuration
+// (config.cpp), metrics, and BlockingBus. It may call every folder below; nothing calls it,
+// except the upward edges the other folders' comments name.
+//
 // BusCore: the state behind a NatsBus handle. Lives on one loop; referenced (intrusively) by
 // the NatsBus, its subscriptions and every ReceivedMessage, so it outlives all of them.
 #pragma once

@@ -1,3 +1,7 @@
+// Folder core/: core NATS (no JetStream): publish_core, subscribe_core, request and serve. It
+// builds on the subscription machinery in jetstream/consumer.hpp and the reply mux in
+// transport/.
+//
 // Core NATS next to JetStream: publish_core, subscribe_core, request and serve.
 #include <fmt/format.h>
 

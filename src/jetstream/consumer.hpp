@@ -1,3 +1,9 @@
+// Folder jetstream/: JetStream. API calls and stream management (jsapi.cpp), publishing and
+// PubAcks (publish.cpp, puback.*), consumers: the shared subscription machinery (consumer.*),
+// push, pull and message streams. It calls message/, transport/, runtime/ and base/. Today the
+// API and publish code are members of BusCore (bus/): that class is still one object spread over
+// four folders, the next step of the restructuring.
+//
 // Consumers. natbus creates (or reconciles) every durable itself with the JetStream API and
 // then listens with a plain, synchronous cnats subscription that the loop drains after each
 // read: no cnats JetStream subscription, so no durable is ever deleted by an unsubscribe, no

@@ -1,3 +1,8 @@
+// Folder message/: messages. BusMessage building and its headers (message.cpp), the received
+// side and acknowledgements (received.cpp, msg_impl.hpp), gzip, trace context. It calls base/
+// and transport/; acks still go through the bus (received.cpp includes bus/bus_core.hpp) until
+// they have a sender of their own.
+//
 // What a ReceivedMessage points at: cnats' message, the bus it came from (for acks), its
 // decompressed payload and whether it was answered. Recycled through the frame pool.
 #pragma once

@@ -1,3 +1,8 @@
+// Folder runtime/: the event loop and what runs on it: timers, the remote queue other threads
+// post to, the worker pools (natbus' blocking cnats calls, and users' offload()), Task support
+// (task.cpp), waits for a condition (wait.hpp), detached coroutines, LoopThread (thread.cpp). It
+// calls only base/; everything above runs on it.
+//
 // The event loop behind natbus::run(): one per run() call, on the calling thread.
 //
 // - Coroutines resume only here. Other threads (natbus workers, cnats' timer, reconnect and
