@@ -39,7 +39,7 @@ namespace natbus::detail {
 class SubCore;
 class PullCore;
 
-class BusCore final : public RefCounted, public ShutdownHook, public ConnListener {
+class BusCore final : public RefCounted, public ShutdownHook, public ConnListener, public Mux::Host {
  public:
   explicit BusCore(NatsConfig config);
   ~BusCore() override;
@@ -143,6 +143,12 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
 
   /// The fast lane saw a 503 it cannot attribute: forget which subjects have a stream.
   void on_fast_lane_no_responders() noexcept;
+  // Mux::Host
+  [[nodiscard]] Loop* mux_loop() const noexcept override { return loop_; }
+  [[nodiscard]] natsConnection* mux_connection() const noexcept override { return nc_; }
+  void mux_add_sink(MsgSink* s) override { add_sink(s); }
+  void mux_remove_sink(MsgSink* s) noexcept override { remove_sink(s); }
+  void mux_no_responders() noexcept override { on_fast_lane_no_responders(); }
   /// True when a stream has acknowledged a publish to `subject` (and no 503 came since).
   [[nodiscard]] bool stream_known(std::string_view subject) const noexcept {
     return stream_subjects_.find(subject) != stream_subjects_.end();

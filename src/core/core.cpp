@@ -108,7 +108,7 @@ Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::Handl
 Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono::milliseconds timeout) {
   if (bus->state() == BusCore::State::reconnecting) (void)co_await bus->wait_connected(detail::saturating_deadline(timeout));
   std::function<void(const char*)> build = [&bus, &msg](const char* reply) { bus->publish_core_msg(msg, reply, "request"); };
-  detail::ReplyAwaiter awaiter(*bus, std::move(build), detail::saturating_ns(timeout));
+  detail::ReplyAwaiter awaiter(bus->mux(), std::move(build), detail::saturating_ns(timeout));
   auto [reply, status] = co_await awaiter;
   // The error context is built only on the error paths: a request allocates nothing for it.
   const auto ctx = [&msg] { return ErrorContext{.operation = "request", .subject = std::string(msg.subject())}; };

@@ -56,7 +56,7 @@ Task<nlohmann::json> BusCore::js_request(std::string subject, std::string body, 
   if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.js_api_timeout));
   ensure_usable(ctx.operation);
   const auto timeout = saturating_ns(cfg_.js_api_timeout);
-  auto [reply, status] = co_await ReplyAwaiter(*this, subject, std::move(body), timeout);
+  auto [reply, status] = co_await ReplyAwaiter(mux_, subject, std::move(body), timeout);
   switch (status) {
     case NATS_OK:
       break;

@@ -333,7 +333,7 @@ bool ReceivedMessage::acknowledged() const noexcept { return impl_ != nullptr &&
 namespace {
 Task<void> ack_sync_impl(detail::Ref<detail::BusCore> bus, std::string reply, std::string subject) {
   const auto timeout = detail::saturating_ns(bus->config().js_api_timeout);
-  auto [answer, status] = co_await detail::ReplyAwaiter(*bus, reply, "+ACK", timeout);
+  auto [answer, status] = co_await detail::ReplyAwaiter(bus->mux(), reply, "+ACK", timeout);
   if (status == NATS_TIMEOUT) {
     throw TimeoutError(
         fmt::format("no ack confirmation within {} ms; the server may not have recorded the ack", bus->config().js_api_timeout.count()),

@@ -1,9 +1,8 @@
 // Folder transport/: the cnats bridge. RAII owners of cnats handles and the mapping of
 // natsStatus to natbus errors (cnats.*), one connection's socket driven by the loop
 // (connection.*), the reply mux every request shares (mux.*, request.hpp), and message sinks.
-// Only transport/ and the layers above include nats.h. It calls runtime/ and base/; the mux
-// and ReplyAwaiter still reach the bus for its connection and loop (bus/bus_core.hpp): the one
-// upward edge left here, to be cut by an interface of their own.
+// Only transport/ and the layers above include nats.h. It calls runtime/ and base/ only: what
+// it needs from the bus comes through interfaces it defines (ConnListener, Mux::Host).
 //
 // The bridge between one cnats connection and natbus' event loop.
 //

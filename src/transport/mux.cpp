@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "bus/bus_core.hpp"
+#include "base/util.hpp"
 
 namespace natbus::detail {
 
@@ -44,7 +44,7 @@ void Mux::resubscribe(natsConnection* nc) {
   unsubscribe();
   const std::string wildcard = prefix_ + "*";
   id_ = g_next_mux_id.fetch_add(1);
-  auto* tap = new Tap{bus_.loop()->remote(), id_};
+  auto* tap = new Tap{host_.mux_loop()->remote(), id_};
   natsSubscription* sub = nullptr;
   const natsStatus s = natsConnection_Subscribe(&sub, nc, wildcard.c_str(), &Mux::on_msg_cb, tap);
   if (s != NATS_OK) {
@@ -67,7 +67,7 @@ void Mux::resubscribe(natsConnection* nc) {
   }
   natsSubscription_SetPendingLimits(fast, -1, -1);
   fast_sub_ = fast;
-  bus_.add_sink(this);
+  host_.mux_add_sink(this);
 }
 
 void Mux::unsubscribe() noexcept {
@@ -81,7 +81,7 @@ void Mux::unsubscribe() noexcept {
     sub_ = nullptr;
   }
   if (fast_sub_ != nullptr) {
-    bus_.remove_sink(this);
+    host_.mux_remove_sink(this);
     natsSubscription_Unsubscribe(fast_sub_);
     natsSubscription_Destroy(fast_sub_);
     fast_sub_ = nullptr;
@@ -114,7 +114,7 @@ void Mux::fail_all(natsStatus status) noexcept {
   base_ = next_;
   live_ = 0;
   if (sweep_timer_) {
-    if (Loop* loop = bus_.loop(); loop != nullptr) loop->cancel_timer(sweep_timer_);
+    if (Loop* loop = host_.mux_loop(); loop != nullptr) loop->cancel_timer(sweep_timer_);
     sweep_timer_ = {};
   }
 }
@@ -151,7 +151,8 @@ std::uint64_t Mux::send(std::string_view subject, std::string_view data, std::ch
   if (format_reply(reply, sizeof reply, next_, false) < 0)
     throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
   const std::string subj(subject);
-  const natsStatus s = natsConnection_PublishRequest(bus_.nc(), subj.c_str(), reply, data.data(), static_cast<int>(data.size()));
+  const natsStatus s =
+      natsConnection_PublishRequest(host_.mux_connection(), subj.c_str(), reply, data.data(), static_cast<int>(data.size()));
   if (s != NATS_OK) throw_status(s, ErrorContext{.operation = "request", .subject = subj});
   return commit(timeout, waiter);
 }
@@ -254,7 +255,7 @@ void Mux::pump() noexcept {
     natsMsg* raw = nullptr;
     const natsStatus s = natsSubscription_NextMsg(&raw, fast_sub_, 0);
     if (s == NATS_NO_RESPONDERS) {
-      bus_.on_fast_lane_no_responders();
+      host_.mux_no_responders();
       continue;
     }
     if (s != NATS_OK || raw == nullptr) return;
@@ -266,7 +267,7 @@ void Mux::arm_sweep(Clock::time_point deadline) {
   // One timer, at the earliest deadline of what is outstanding (not a periodic scan: with
   // thousands of publishes in flight a scan every few ms would cost more than the publishes).
   if (sweep_timer_ && sweep_at_ <= deadline) return;
-  Loop* loop = bus_.loop();
+  Loop* loop = host_.mux_loop();
   if (loop == nullptr) return;
   if (sweep_timer_) loop->cancel_timer(sweep_timer_);
   sweep_at_ = deadline;

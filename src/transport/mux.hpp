@@ -30,8 +30,6 @@
 
 namespace natbus::detail {
 
-class BusCore;
-
 class Mux final : public MsgSink {
  public:
   /// Completion target of one request. on_reply() runs on the loop thread, exactly once, unless
@@ -48,7 +46,29 @@ class Mux final : public MsgSink {
     ~Waiter() = default;
   };
 
-  explicit Mux(BusCore& bus) : bus_(bus) {}
+  /// What the mux needs from its owner (the bus), so that transport/ does not call upward.
+  class Host {
+   public:
+    /// The loop it runs on (nullptr once that loop ended).
+    [[nodiscard]] virtual Loop* mux_loop() const noexcept = 0;
+    /// The current connection (nullptr while there is none).
+    [[nodiscard]] virtual natsConnection* mux_connection() const noexcept = 0;
+    /// The mux is a message sink of the connection's reads (registered while subscribed).
+    virtual void mux_add_sink(MsgSink* s) = 0;
+    virtual void mux_remove_sink(MsgSink* s) noexcept = 0;
+    /// A fast-lane request met no responders (the host learns the server's behaviour).
+    virtual void mux_no_responders() noexcept = 0;
+
+   protected:
+    Host() = default;
+    Host(const Host&) = default;
+    Host& operator=(const Host&) = default;
+    ~Host() = default;
+  };
+
+  explicit Mux(Host& host) : host_(host) {}
+  /// The loop the mux (and its waiters) run on.
+  [[nodiscard]] Loop* loop() const noexcept { return host_.mux_loop(); }
   Mux(const Mux&) = delete;
   Mux& operator=(const Mux&) = delete;
   Mux(Mux&&) = delete;
@@ -107,7 +127,7 @@ class Mux final : public MsgSink {
   void trim() noexcept;
   int format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast) const noexcept;
 
-  BusCore& bus_;
+  Host& host_;
   natsSubscription* sub_ = nullptr;       // exact lane
   natsSubscription* fast_sub_ = nullptr;  // fast lane
   std::uint64_t id_ = 0;                  // key of this Mux in the loop thread's registry

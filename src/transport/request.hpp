@@ -7,7 +7,8 @@
 #include <string>
 #include <utility>
 
-#include "bus/bus_core.hpp"
+#include "runtime/loop.hpp"
+#include "transport/mux.hpp"
 
 namespace natbus::detail {
 
@@ -16,15 +17,15 @@ namespace natbus::detail {
 class ReplyAwaiter final : public Mux::Waiter, CancelNode {
  public:
   /// Plain request (no headers).
-  ReplyAwaiter(BusCore& bus, std::string subject, std::string data, std::chrono::nanoseconds timeout)
-      : CancelNode(&ReplyAwaiter::on_cancel), bus_(bus), subject_(std::move(subject)), data_(std::move(data)), timeout_(timeout) {}
+  ReplyAwaiter(Mux& mux, std::string subject, std::string data, std::chrono::nanoseconds timeout)
+      : CancelNode(&ReplyAwaiter::on_cancel), mux_(mux), subject_(std::move(subject)), data_(std::move(data)), timeout_(timeout) {}
   /// Request built by `build(reply)`, which must publish the message with that reply subject.
-  ReplyAwaiter(BusCore& bus, std::function<void(const char* reply)> build, std::chrono::nanoseconds timeout)
-      : CancelNode(&ReplyAwaiter::on_cancel), bus_(bus), build_(std::move(build)), timeout_(timeout) {}
+  ReplyAwaiter(Mux& mux, std::function<void(const char* reply)> build, std::chrono::nanoseconds timeout)
+      : CancelNode(&ReplyAwaiter::on_cancel), mux_(mux), build_(std::move(build)), timeout_(timeout) {}
   ReplyAwaiter(const ReplyAwaiter&) = delete;
   ReplyAwaiter& operator=(const ReplyAwaiter&) = delete;
   ~ReplyAwaiter() {
-    if (pending_) bus_.mux().cancel(token_);
+    if (pending_) mux_.cancel(token_);
   }
 
   [[nodiscard]] bool await_ready() const noexcept { return false; }
@@ -42,7 +43,7 @@ class ReplyAwaiter final : public Mux::Waiter, CancelNode {
     unlink();
     reply_ = std::move(reply);
     status_ = status;
-    bus_.loop()->schedule(handle_);
+    mux_.loop()->schedule(handle_);
   }
 
  private:
@@ -54,10 +55,10 @@ class ReplyAwaiter final : public Mux::Waiter, CancelNode {
     handle_ = h;
     if (build_) {
       char reply[256];
-      build_(bus_.mux().next_reply(reply, sizeof reply));
-      token_ = bus_.mux().commit(timeout_, this);
+      build_(mux_.next_reply(reply, sizeof reply));
+      token_ = mux_.commit(timeout_, this);
     } else {
-      token_ = bus_.mux().send(subject_, data_, timeout_, this);
+      token_ = mux_.send(subject_, data_, timeout_, this);
     }
     pending_ = true;
     link(scope);
@@ -69,13 +70,13 @@ class ReplyAwaiter final : public Mux::Waiter, CancelNode {
     if (node == nullptr) return;
     auto* self = static_cast<ReplyAwaiter*>(node);
     if (!self->pending_) return;
-    self->bus_.mux().cancel(self->token_);
+    self->mux_.cancel(self->token_);
     self->pending_ = false;
     self->status_ = NATS_TIMEOUT;
-    if (Loop* loop = self->bus_.loop(); loop != nullptr) loop->schedule(self->handle_);
+    if (Loop* loop = self->mux_.loop(); loop != nullptr) loop->schedule(self->handle_);
   }
 
-  BusCore& bus_;
+  Mux& mux_;
   std::string subject_;
   std::string data_;
   std::function<void(const char*)> build_;
