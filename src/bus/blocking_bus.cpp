@@ -18,7 +18,7 @@ namespace detail {
 void detach_from_bus(ReceivedMessage& m) noexcept {
   MsgImpl* impl = m.impl();
   if (impl == nullptr || impl->bus == nullptr) return;
-  impl->bus->release();  // the loop's object: released here, on the loop
+  impl->bus->ack_release();  // the loop's object: released here, on the loop
   impl->bus = nullptr;
 }
 

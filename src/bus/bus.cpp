@@ -163,6 +163,23 @@ void BusCore::set_state(State s) noexcept {
   if (loop_ != nullptr) state_waiters_.wake_all(*loop_);
 }
 
+void BusCore::count_ack(AckState kind) noexcept {
+  switch (kind) {
+    case AckState::acked:
+      ++counters_.acks;
+      break;
+    case AckState::naked:
+      ++counters_.naks;
+      break;
+    case AckState::termed:
+      ++counters_.terms;
+      break;
+    case AckState::none:
+      ++counters_.in_progress;
+      break;
+  }
+}
+
 Task<BusCore::State> BusCore::state_changed(State seen, Clock::time_point deadline) {
   Ref<BusCore> keep(this);
   while (state_ == seen && Clock::now() < deadline) {

@@ -23,6 +23,7 @@
 
 #include "base/ref.hpp"
 #include "base/util.hpp"
+#include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
 #include "natbus/log.hpp"
@@ -39,7 +40,7 @@ namespace natbus::detail {
 class SubCore;
 class PullCore;
 
-class BusCore final : public RefCounted, public ShutdownHook, public ConnListener, public Mux::Host {
+class BusCore final : public RefCounted, public ShutdownHook, public ConnListener, public Mux::Host, public AckTarget {
  public:
   explicit BusCore(NatsConfig config);
   ~BusCore() override;
@@ -149,6 +150,19 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   void mux_add_sink(MsgSink* s) override { add_sink(s); }
   void mux_remove_sink(MsgSink* s) noexcept override { remove_sink(s); }
   void mux_no_responders() noexcept override { on_fast_lane_no_responders(); }
+  // AckTarget (received messages' acks and replies)
+  void ack_retain() noexcept override { add_ref(); }
+  void ack_release() noexcept override { release(); }
+  void ensure_ack_usable(std::string_view op) const override { ensure_usable(op); }
+  [[nodiscard]] bool ack_connected() const noexcept override {
+    return has_connection() && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  }
+  void send_ack_body(const char* reply, std::string_view body, std::string_view op) override { publish_core(reply, {}, body, op); }
+  void count_ack(AckState kind) noexcept override;
+  void send_reply(const BusMessage& msg, std::string_view op) override { publish_core_msg(msg, {}, op); }
+  [[nodiscard]] std::size_t max_decompressed_size() const noexcept override { return cfg_.max_decompressed_size; }
+  [[nodiscard]] Mux& ack_mux() noexcept override { return mux_; }
+  [[nodiscard]] std::chrono::milliseconds ack_sync_timeout() const noexcept override { return cfg_.js_api_timeout; }
   /// True when a stream has acknowledged a publish to `subject` (and no 503 came since).
   [[nodiscard]] bool stream_known(std::string_view subject) const noexcept {
     return stream_subjects_.find(subject) != stream_subjects_.end();

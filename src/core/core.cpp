@@ -83,7 +83,7 @@ Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& bod
     log(LogLevel::error, "serve_handler_error", {{"subject", std::string(request.subject())}, {"error", error}});
   }
   try {
-    impl->bus->publish_core_msg(answer, {}, "serve");
+    impl->bus->send_reply(answer, "serve");
   } catch (const std::exception& e) {
     log(LogLevel::warn, "serve_reply_failed", {{"subject", std::string(request.subject())}, {"error", e.what()}});
   }

@@ -1,7 +1,6 @@
 // Folder message/: messages. BusMessage building and its headers (message.cpp), the received
 // side and acknowledgements (received.cpp, msg_impl.hpp), gzip, trace context. It calls base/
-// and transport/; acks still go through the bus (received.cpp includes bus/bus_core.hpp) until
-// they have a sender of their own.
+// and transport/; acks and replies go out through an AckTarget (the bus implements it).
 //
 // What a ReceivedMessage points at: cnats' message, the bus it came from (for acks), its
 // decompressed payload and whether it was answered. Recycled through the frame pool.
@@ -10,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "base/ref.hpp"
 #include "natbus/message.hpp"
@@ -18,12 +18,40 @@
 
 namespace natbus::detail {
 
-class BusCore;
+class Mux;
 
 enum class AckState : std::uint8_t { none, acked, naked, termed };
 
+/// Where a received message's acknowledgements and replies go: the bus it came from
+/// (BusCore implements it), so that message/ does not call upward. Reference counted like the
+/// bus: a MsgImpl holds one reference.
+class AckTarget {
+ public:
+  virtual void ack_retain() noexcept = 0;
+  virtual void ack_release() noexcept = 0;
+  /// Throws (ClosedError...) naming `op` when the bus is closed.
+  virtual void ensure_ack_usable(std::string_view op) const = 0;
+  /// True while connected: an ack can go out now (cnats would buffer it otherwise).
+  [[nodiscard]] virtual bool ack_connected() const noexcept = 0;
+  /// Sends `body` to `reply` (an ack), written at the end of the loop iteration.
+  virtual void send_ack_body(const char* reply, std::string_view body, std::string_view op) = 0;
+  virtual void count_ack(AckState kind) noexcept = 0;
+  /// Sends a reply message (serve()).
+  virtual void send_reply(const BusMessage& msg, std::string_view op) = 0;
+  [[nodiscard]] virtual std::size_t max_decompressed_size() const noexcept = 0;
+  /// ack_sync(): the mux its confirmation comes through, and how long to wait.
+  [[nodiscard]] virtual Mux& ack_mux() noexcept = 0;
+  [[nodiscard]] virtual std::chrono::milliseconds ack_sync_timeout() const noexcept = 0;
+
+ protected:
+  AckTarget() = default;
+  AckTarget(const AckTarget&) = default;
+  AckTarget& operator=(const AckTarget&) = default;
+  ~AckTarget() = default;
+};
+
 struct MsgImpl {
-  MsgImpl(MsgPtr m, BusCore* b) noexcept;
+  MsgImpl(MsgPtr m, AckTarget* b) noexcept;
   ~MsgImpl();
   MsgImpl(const MsgImpl&) = delete;
   MsgImpl& operator=(const MsgImpl&) = delete;
@@ -40,7 +68,7 @@ struct MsgImpl {
   AckState state = AckState::none;
   std::uint8_t decode_state = 0;  // 0: not looked at, 1: payload is the raw data, 2: `decoded` holds it
   MsgPtr msg;
-  BusCore* bus;  // holds a reference
+  AckTarget* bus;  // the bus it came from; holds a reference
   std::chrono::system_clock::time_point received_at;
   std::chrono::steady_clock::time_point started{};  // handler start (metrics)
   std::string decoded;

@@ -7,7 +7,6 @@
 
 #include "base/util.hpp"
 #include "base/validate.hpp"
-#include "bus/bus_core.hpp"
 #include "message/gzip.hpp"
 #include "message/msg_impl.hpp"
 #include "transport/request.hpp"
@@ -16,13 +15,13 @@ namespace natbus {
 
 namespace detail {
 
-MsgImpl::MsgImpl(MsgPtr m, BusCore* b) noexcept : msg(std::move(m)), bus(b), received_at(std::chrono::system_clock::now()) {
-  if (bus != nullptr) bus->add_ref();
+MsgImpl::MsgImpl(MsgPtr m, AckTarget* b) noexcept : msg(std::move(m)), bus(b), received_at(std::chrono::system_clock::now()) {
+  if (bus != nullptr) bus->ack_retain();
 }
 
 MsgImpl::~MsgImpl() {
   msg.reset();
-  if (bus != nullptr) bus->release();
+  if (bus != nullptr) bus->ack_release();
 }
 
 namespace {
@@ -61,7 +60,7 @@ void check_ackable(MsgImpl& m, std::string_view op, bool allow_answered) {
   if (m.bus == nullptr) {
     throw ClosedError("no bus to acknowledge through", ErrorContext{.operation = std::string(op)});
   }
-  m.bus->ensure_usable(op);
+  m.bus->ensure_ack_usable(op);
 }
 
 }  // namespace
@@ -70,29 +69,15 @@ void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState n
   check_ackable(m, op, new_state == AckState::none);
   // cnats would buffer the ack while reconnecting and send it later, maybe after the message
   // was redelivered elsewhere. Refusing it makes the outcome known: not acked, redelivered.
-  if (!m.bus->has_connection() || natsConnection_Status(m.bus->nc()) != NATS_CONN_STATUS_CONNECTED) {
+  if (!m.bus->ack_connected()) {
     throw ConnectionError(fmt::format("not connected to NATS (reconnecting): the {} was not sent; the message will be "
                                       "redelivered after its ack_wait",
                                       op),
                           ErrorContext{.operation = std::string(op), .subject = natsMsg_GetSubject(m.msg.get())});
   }
-  m.bus->publish_core(natsMsg_GetReply(m.msg.get()), {}, body, op);
+  m.bus->send_ack_body(natsMsg_GetReply(m.msg.get()), body, op);
   if (new_state != AckState::none) m.state = new_state;
-  auto& c = m.bus->counters();
-  switch (new_state) {
-    case AckState::acked:
-      ++c.acks;
-      break;
-    case AckState::naked:
-      ++c.naks;
-      break;
-    case AckState::termed:
-      ++c.terms;
-      break;
-    case AckState::none:
-      ++c.in_progress;
-      break;
-  }
+  m.bus->count_ack(new_state);
 }
 
 }  // namespace detail
@@ -150,7 +135,7 @@ std::string_view ReceivedMessage::payload() const {
         fmt::format("content-encoding {} is not supported (natbus decodes gzip); raw_payload() has the bytes", detail::quote(enc)),
         ErrorContext{.operation = "payload", .subject = std::string(subject())});
   }
-  const std::size_t cap = m.bus != nullptr ? m.bus->config().max_decompressed_size : detail::kDefaultMaxDecompressed;
+  const std::size_t cap = m.bus != nullptr ? m.bus->max_decompressed_size() : detail::kDefaultMaxDecompressed;
   try {
     detail::gzip_decompress(raw_payload(), cap, m.decoded);
   } catch (const DecodeError& e) {
@@ -331,13 +316,29 @@ detail::Sent ReceivedMessage::in_progress() {
 bool ReceivedMessage::acknowledged() const noexcept { return impl_ != nullptr && impl_->state != detail::AckState::none; }
 
 namespace {
-Task<void> ack_sync_impl(detail::Ref<detail::BusCore> bus, std::string reply, std::string subject) {
-  const auto timeout = detail::saturating_ns(bus->config().js_api_timeout);
-  auto [answer, status] = co_await detail::ReplyAwaiter(bus->mux(), reply, "+ACK", timeout);
+/// Keeps the bus alive while ack_sync waits.
+class TargetRef {
+ public:
+  explicit TargetRef(detail::AckTarget* t) noexcept : t_(t) { t_->ack_retain(); }
+  TargetRef(TargetRef&& o) noexcept : t_(std::exchange(o.t_, nullptr)) {}
+  TargetRef(const TargetRef&) = delete;
+  TargetRef& operator=(const TargetRef&) = delete;
+  TargetRef& operator=(TargetRef&&) = delete;
+  ~TargetRef() {
+    if (t_ != nullptr) t_->ack_release();
+  }
+  detail::AckTarget* operator->() const noexcept { return t_; }
+
+ private:
+  detail::AckTarget* t_;
+};
+
+Task<void> ack_sync_impl(TargetRef bus, std::string reply, std::string subject) {
+  const auto wait = bus->ack_sync_timeout();
+  auto [answer, status] = co_await detail::ReplyAwaiter(bus->ack_mux(), reply, "+ACK", detail::saturating_ns(wait));
   if (status == NATS_TIMEOUT) {
-    throw TimeoutError(
-        fmt::format("no ack confirmation within {} ms; the server may not have recorded the ack", bus->config().js_api_timeout.count()),
-        ErrorContext{.operation = "ack_sync", .subject = subject});
+    throw TimeoutError(fmt::format("no ack confirmation within {} ms; the server may not have recorded the ack", wait.count()),
+                       ErrorContext{.operation = "ack_sync", .subject = subject});
   }
   if (status == NATS_CONNECTION_DISCONNECTED) {
     throw ConnectionError("the connection was lost before the ack was confirmed; the message may be redelivered",
@@ -353,8 +354,8 @@ Task<void> ReceivedMessage::ack_sync() {
   MsgImpl& m = detail::require(impl_, "ack_sync");
   detail::check_ackable(m, "ack_sync", false);
   m.state = detail::AckState::acked;
-  ++m.bus->counters().acks;
-  return ack_sync_impl(detail::Ref<detail::BusCore>(m.bus), natsMsg_GetReply(m.msg.get()), std::string(subject()));
+  m.bus->count_ack(detail::AckState::acked);
+  return ack_sync_impl(TargetRef(m.bus), natsMsg_GetReply(m.msg.get()), std::string(subject()));
 }
 
 }  // namespace natbus
