@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "base/util.hpp"
+
 namespace natbus {
 
 namespace {
@@ -76,12 +78,11 @@ std::string_view to_string(LogLevel level) noexcept {
 }
 
 std::string format_log_line(const LogRecord& r) {
-  const auto t = std::chrono::system_clock::to_time_t(r.time);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(r.time.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::string out = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} {}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                                tm.tm_hour, tm.tm_min, tm.tm_sec, ms, to_string(r.level), r.event);
+  std::string out = detail::format_time(r.time, detail::TimeText::log);
+  out += ' ';
+  out += to_string(r.level);
+  out += ' ';
+  out += r.event;
   for (const auto& f : r.fields) {
     out += ' ';
     out += f.key;

@@ -112,29 +112,59 @@ std::string random_token(std::size_t n) {
   return out;
 }
 
-void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcept {
-  // "2026-11-26T18:21:33.123+00:00": everything but the milliseconds changes once a second, so
-  // the formatted second is cached per thread (gmtime and formatting cost ~5000 instructions).
+namespace {
+
+// "2026-11-26T18:21:33" of the second `t` falls in, and the sub-second rest in nanoseconds.
+// Everything but the fraction changes once a second, so the text is cached per thread (gmtime
+// and formatting cost ~5000 instructions): the one place natbus turns a time into text.
+constexpr std::size_t kSecondLen = 19;
+const char* second_text(std::chrono::system_clock::time_point t, std::uint32_t& nanos) noexcept {
   struct Cache {
     std::int64_t second = std::numeric_limits<std::int64_t>::min();
-    std::array<char, kIsoLen> text{};
+    std::array<char, kSecondLen + 1> text{};
   };
   thread_local Cache cache;
   const auto since = t.time_since_epoch();
   const auto secs = std::chrono::floor<std::chrono::seconds>(since);
-  const auto ms = static_cast<unsigned>(std::chrono::duration_cast<std::chrono::milliseconds>(since - secs).count());
+  nanos = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count());
   if (secs.count() != cache.second) {
     const std::time_t tt = static_cast<std::time_t>(secs.count());
     std::tm tm{};
     gmtime_r(&tt, &tm);
-    fmt::format_to_n(cache.text.data(), cache.text.size(), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000+00:00", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    fmt::format_to_n(cache.text.data(), cache.text.size(), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     cache.second = secs.count();
   }
-  std::memcpy(out, cache.text.data(), kIsoLen);
-  out[20] = static_cast<char>('0' + ms / 100);
-  out[21] = static_cast<char>('0' + (ms / 10) % 10);
-  out[22] = static_cast<char>('0' + ms % 10);
+  return cache.text.data();
+}
+
+void put_digits(char* out, std::uint32_t v, int n) noexcept {
+  for (int i = n - 1; i >= 0; --i) {
+    out[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+}
+
+}  // namespace
+
+void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcept {
+  std::uint32_t nanos = 0;
+  std::memcpy(out, second_text(t, nanos), kSecondLen);
+  out[kSecondLen] = '.';
+  put_digits(out + kSecondLen + 1, nanos / 1000000, 3);
+  std::memcpy(out + kSecondLen + 4, "+00:00", 6);
+}
+
+std::string format_time(std::chrono::system_clock::time_point t, TimeText form) {
+  std::uint32_t nanos = 0;
+  std::string out(second_text(t, nanos), kSecondLen);
+  out += '.';
+  const bool ns = form == TimeText::rfc3339_nanos;
+  const std::size_t at = out.size();
+  out.resize(at + (ns ? 9 : 3));
+  put_digits(out.data() + at, ns ? nanos : nanos / 1000000, ns ? 9 : 3);
+  out += form == TimeText::sent_at ? "+00:00" : "Z";
+  return out;
 }
 
 std::string iso8601_ms(std::chrono::system_clock::time_point t) {

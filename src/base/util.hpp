@@ -36,6 +36,13 @@ inline constexpr std::size_t kUuidLen = 36;
 [[nodiscard]] std::string iso8601_ms(std::chrono::system_clock::time_point t);
 /// Writes iso8601_ms(t) into out[0..29) (no terminator). The date part is cached per second.
 void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcept;
+/// The forms of UTC time text natbus writes (one formatter behind all of them):
+enum class TimeText {
+  sent_at,       ///< 2026-11-26T18:21:33.123+00:00 (x-sent-at: Python's isoformat, milliseconds)
+  log,           ///< 2026-11-26T18:21:33.123Z (log lines)
+  rfc3339_nanos  ///< 2026-11-26T18:21:33.123456789Z (the JetStream API's times)
+};
+[[nodiscard]] std::string format_time(std::chrono::system_clock::time_point t, TimeText form);
 inline constexpr std::size_t kIsoLen = 29;
 /// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 [[nodiscard]] bool valid_utf8(std::string_view s) noexcept;

@@ -26,18 +26,6 @@ std::int64_t ns(D d) {
   return static_cast<std::int64_t>(saturating_ns(d).count());
 }
 
-std::string rfc3339(std::chrono::system_clock::time_point t) {
-  // Nanosecond RFC 3339 in UTC, as the JetStream API expects for opt_start_time.
-  const auto since = t.time_since_epoch();
-  const auto secs = std::chrono::floor<std::chrono::seconds>(since);
-  const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count();
-  const std::time_t tt = static_cast<std::time_t>(secs.count());
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, nanos);
-}
-
 nlohmann::json consumer_config(const ConsumerSpec& s) {
   nlohmann::json c = {
       {"deliver_policy", std::string(to_string(s.deliver_policy))},
@@ -50,7 +38,7 @@ nlohmann::json consumer_config(const ConsumerSpec& s) {
   if (!s.durable.empty()) c["durable_name"] = s.durable;
   if (!s.filter_subject.empty()) c["filter_subject"] = s.filter_subject;
   if (s.deliver_policy == DeliverPolicy::by_start_sequence) c["opt_start_seq"] = s.start_sequence;
-  if (s.deliver_policy == DeliverPolicy::by_start_time) c["opt_start_time"] = rfc3339(s.start_time);
+  if (s.deliver_policy == DeliverPolicy::by_start_time) c["opt_start_time"] = format_time(s.start_time, TimeText::rfc3339_nanos);
   if (s.push) {
     c["deliver_subject"] = s.deliver_subject;
     if (!s.queue.empty()) c["deliver_group"] = s.queue;

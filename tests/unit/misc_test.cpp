@@ -144,6 +144,20 @@ TEST(Util, Iso8601Milliseconds) {
   EXPECT_EQ(natbus::detail::iso8601_ms(t), "2026-11-26T18:21:33.123+00:00");
 }
 
+TEST(Util, OneFormatterForEveryTimeTextNatbusWrites) {
+  using std::chrono::nanoseconds;
+  using TP = std::chrono::system_clock::time_point;
+  const TP t(std::chrono::duration_cast<std::chrono::system_clock::duration>(nanoseconds(1795717293123456789LL)));
+  using natbus::detail::TimeText;
+  EXPECT_EQ(natbus::detail::format_time(t, TimeText::sent_at), "2026-11-26T18:21:33.123+00:00");
+  EXPECT_EQ(natbus::detail::format_time(t, TimeText::log), "2026-11-26T18:21:33.123Z");
+  EXPECT_EQ(natbus::detail::format_time(t, TimeText::rfc3339_nanos), "2026-11-26T18:21:33.123456789Z");
+  EXPECT_EQ(natbus::detail::format_time(TP{}, TimeText::rfc3339_nanos), "1970-01-01T00:00:00.000000000Z");
+  // Log lines use it.
+  const natbus::LogRecord r{.level = natbus::LogLevel::info, .event = "x", .fields = {}, .time = t};
+  EXPECT_EQ(natbus::format_log_line(r), "2026-11-26T18:21:33.123Z INFO x");
+}
+
 TEST(Version, Strings) {
   EXPECT_STREQ(natbus::version(), natbus::kVersion);
   EXPECT_TRUE(std::regex_match(std::string(natbus::cnats_version()), std::regex(R"(^\d+\.\d+\.\d+.*$)"))) << natbus::cnats_version();
