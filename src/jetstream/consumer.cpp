@@ -433,8 +433,8 @@ void SubCore::nak_queued() noexcept {
   // noticed the lost interest (a push consumer learns it asynchronously) before it redelivers
   // it, to another subscriber rather than into the void.
   constexpr auto kGiveBackDelay = std::chrono::milliseconds(500);
-  static const std::string delayed =
-      fmt::format("-NAK {{\"delay\": {}}}", std::chrono::duration_cast<std::chrono::nanoseconds>(kGiveBackDelay).count());
+  static const std::string delayed = nak_body(std::chrono::nanoseconds(kGiveBackDelay));
+  static const std::string plain = nak_body(std::nullopt);
   MsgPtr m;
   int naked = 0;
   while (next_message(m)) {
@@ -443,7 +443,7 @@ void SubCore::nak_queued() noexcept {
     if (draining_) {
       natsConnection_Publish(bus_->nc(), reply, delayed.data(), static_cast<int>(delayed.size()));
     } else {
-      natsConnection_Publish(bus_->nc(), reply, "-NAK", 4);
+      natsConnection_Publish(bus_->nc(), reply, plain.data(), static_cast<int>(plain.size()));
     }
     ++naked;
   }
@@ -658,12 +658,7 @@ void SubCore::handler_done(MsgImpl* msg, const std::exception_ptr& error) noexce
          {"redelivery_delay_ms", naks ? std::to_string(delay.count()) : std::string("-")}});
     if (naks) {
       try {
-        if (delay.count() > 0) {
-          const std::string body = fmt::format("-NAK {{\"delay\": {}}}", saturating_ns(delay).count());
-          send_ack(*msg, "nak", body, AckState::naked);
-        } else {
-          send_ack(*msg, "nak", "-NAK", AckState::naked);
-        }
+        send_nak(*msg, "nak", delay.count() > 0 ? std::optional(saturating_ns(delay)) : std::nullopt);
       } catch (const std::exception& e) {
         log(LogLevel::warn, "sub_nak_failed", {{"durable", durable_}, {"error", e.what()}});
       }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -76,6 +77,11 @@ struct MsgImpl {
 
 /// Sends "+ACK", "-NAK", "+WPI", "+TERM" (or a -NAK with delay) for `m`; throws on misuse.
 void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState new_state);
+/// The body of a -NAK: "-NAK", or with a redelivery delay `-NAK {"delay": <ns>}`.
+[[nodiscard]] std::string nak_body(std::optional<std::chrono::nanoseconds> delay);
+/// Sends the -NAK of `m` (with its delay, if any): the one way every nak of a handled message
+/// is sent (a stopping subscription gives back unhandled ones with nak_body()).
+void send_nak(MsgImpl& m, std::string_view op, std::optional<std::chrono::nanoseconds> delay);
 
 /// JetStream metadata from a $JS.ACK reply subject (v1 and v2 forms); nullopt otherwise.
 std::optional<MsgMetadata> parse_metadata(std::string_view reply);

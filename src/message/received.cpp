@@ -80,6 +80,15 @@ void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState n
   m.bus->count_ack(new_state);
 }
 
+std::string nak_body(std::optional<std::chrono::nanoseconds> delay) {
+  if (!delay) return "-NAK";
+  return fmt::format("-NAK {{\"delay\": {}}}", delay->count());
+}
+
+void send_nak(MsgImpl& m, std::string_view op, std::optional<std::chrono::nanoseconds> delay) {
+  send_ack(m, op, nak_body(delay), AckState::naked);
+}
+
 }  // namespace detail
 
 using detail::MsgImpl;
@@ -289,7 +298,7 @@ detail::Sent ReceivedMessage::ack() {
 }
 
 detail::Sent ReceivedMessage::nak() {
-  detail::send_ack(detail::require(impl_, "nak"), "nak", "-NAK", detail::AckState::naked);
+  detail::send_nak(detail::require(impl_, "nak"), "nak", std::nullopt);
   return {};
 }
 
@@ -297,9 +306,7 @@ detail::Sent ReceivedMessage::nak(std::chrono::milliseconds delay) {
   if (delay.count() < 0) {
     throw InvalidArgument(fmt::format("delay must not be negative, got {} ms", delay.count()), ErrorContext{.operation = "nak"});
   }
-  const auto ns = detail::saturating_ns(delay).count();
-  const std::string body = fmt::format("-NAK {{\"delay\": {}}}", ns);
-  detail::send_ack(detail::require(impl_, "nak"), "nak", body, detail::AckState::naked);
+  detail::send_nak(detail::require(impl_, "nak"), "nak", detail::saturating_ns(delay));
   return {};
 }
 
