@@ -38,6 +38,13 @@
 
 namespace natbus {
 
+class NatsBus;
+namespace detail {
+class BusCore;
+/// The state behind a NatsBus (natbus' own code and tests; not API).
+[[nodiscard]] BusCore* bus_core_of(const NatsBus& bus) noexcept;
+}  // namespace detail
+
 /// The state of the connection under a NatsBus (for health and readiness checks).
 enum class ConnectionStatus { idle, connecting, connected, reconnecting, closing, closed };
 
@@ -436,10 +443,8 @@ class NatsBus {
   /// metrics() as Prometheus text exposition (serve it on your /metrics endpoint).
   [[nodiscard]] std::string prometheus_metrics() const { return to_prometheus(metrics()); }
 
-  /// Library use.
-  [[nodiscard]] detail::BusCore* core() const noexcept { return core_; }
-
  private:
+  friend detail::BusCore* detail::bus_core_of(const NatsBus& bus) noexcept;
   Task<Subscription> push_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
                                            const PushOptions& options);
   Task<Subscription> pull_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,

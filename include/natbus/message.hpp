@@ -243,8 +243,11 @@ struct MsgMetadata {
   std::chrono::system_clock::time_point timestamp{};  ///< when the stream stored it
 };
 
+class ReceivedMessage;
 namespace detail {
 struct MsgImpl;
+/// What a ReceivedMessage refers to (natbus' own code; not API).
+[[nodiscard]] MsgImpl* impl_of(const ReceivedMessage& m) noexcept;
 /// The awaitable of an acknowledgement that is already sent (co_await is a no-op).
 struct [[nodiscard]] Sent {
   [[nodiscard]] bool await_ready() const noexcept { return true; }
@@ -363,8 +366,7 @@ class ReceivedMessage {
   /// True once ack/nak/term was sent (by the handler or by natbus).
   [[nodiscard]] bool acknowledged() const noexcept;
 
-  /// Library use.
-  [[nodiscard]] detail::MsgImpl* impl() const noexcept { return impl_; }
+  friend detail::MsgImpl* detail::impl_of(const ReceivedMessage& m) noexcept;
 
  private:
   [[nodiscard]] std::string_view header_or_empty(std::string_view name) const noexcept {

@@ -16,7 +16,7 @@ namespace natbus {
 namespace detail {
 
 void detach_from_bus(ReceivedMessage& m) noexcept {
-  MsgImpl* impl = m.impl();
+  MsgImpl* impl = impl_of(m);
   if (impl == nullptr || impl->bus == nullptr) return;
   impl->bus->ack_release();  // the loop's object: released here, on the loop
   impl->bus = nullptr;

@@ -25,6 +25,8 @@ bool wants_tls(const NatsConfig& c, const std::vector<std::string>& servers);
 
 }  // namespace
 
+BusCore* bus_core_of(const NatsBus& bus) noexcept { return bus.core_; }
+
 BusCore& core_of(BusCore* core, std::string_view operation) {
   if (core == nullptr) throw ClosedError("this NatsBus was moved from", ErrorContext{.operation = std::string(operation)});
   return *core;

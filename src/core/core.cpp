@@ -61,7 +61,7 @@ void CoreSubCore::pump() noexcept {
 }
 
 Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& body, const std::string& error) {
-  MsgImpl* impl = request.impl();
+  MsgImpl* impl = impl_of(request);
   if (impl == nullptr || impl->bus == nullptr) co_return;
   const std::string_view reply = request.reply();
   if (reply.empty()) {

@@ -80,6 +80,8 @@ void send_ack(MsgImpl& m, std::string_view op, std::string_view body, AckState n
   m.bus->count_ack(new_state);
 }
 
+MsgImpl* impl_of(const ReceivedMessage& m) noexcept { return m.impl_; }
+
 std::string nak_body(std::optional<std::chrono::nanoseconds> delay) {
   if (!delay) return "-NAK";
   return fmt::format("-NAK {{\"delay\": {}}}", delay->count());

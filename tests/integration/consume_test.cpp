@@ -448,7 +448,7 @@ TEST(Consume, SubscribingAbandonedWhenRunEndsLeavesNothingDangling) {
       auto s = co_await b.subscribe_core("abandon.queue", h, {.queue = "q"});
       ADD_FAILURE() << "subscribed to a frozen server";
     }(bus, on_msg));
-    EXPECT_TRUE(co_await eventually([&] { return bus.core()->subscriptions().size() == 2; }, 5s));
+    EXPECT_TRUE(co_await eventually([&] { return natbus::detail::bus_core_of(bus)->subscriptions().size() == 2; }, 5s));
   }());  // the loop ends here with both tasks suspended inside their subscribe calls
   server.thaw();
   EXPECT_EQ(bus.status(), natbus::ConnectionStatus::closed);

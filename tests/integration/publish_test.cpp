@@ -351,7 +351,7 @@ TEST(Publish, OneLongRequestDoesNotPinTheReplyTable) {
         window.pop_front();
       }
       if (i == 100000) {
-        table_at_100k = bus.core()->mux().table_size();
+        table_at_100k = natbus::detail::bus_core_of(bus)->mux().table_size();
         rss_at_100k = rss_kb();
       }
     }
@@ -359,7 +359,7 @@ TEST(Publish, OneLongRequestDoesNotPinTheReplyTable) {
       (void)co_await std::move(window.front());
       window.pop_front();
     }
-    table_at_end = bus.core()->mux().table_size();
+    table_at_end = natbus::detail::bus_core_of(bus)->mux().table_size();
     rss_at_end = rss_kb();
     EXPECT_FALSE(answered);
     co_await bus.close();
