@@ -152,7 +152,8 @@ void iso8601_ms_into(char* out, std::chrono::system_clock::time_point t) noexcep
   std::memcpy(out, second_text(t, nanos), kSecondLen);
   out[kSecondLen] = '.';
   put_digits(out + kSecondLen + 1, nanos / 1000000, 3);
-  std::memcpy(out + kSecondLen + 4, "+00:00", 6);
+  constexpr std::array<char, 6> kUtcOffset{'+', '0', '0', ':', '0', '0'};
+  std::memcpy(out + kSecondLen + 4, kUtcOffset.data(), kUtcOffset.size());
 }
 
 std::string format_time(std::chrono::system_clock::time_point t, TimeText form) {
