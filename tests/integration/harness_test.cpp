@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "support/nats_server.hpp"
 
@@ -55,6 +56,23 @@ TEST(Harness, StartsAServerThatTakesJetStreamPublishes) {
   EXPECT_EQ(server.url(), "nats://127.0.0.1:" + std::to_string(server.port()));
   EXPECT_EQ(raw_js_publish(server.url(), "HARNESS", "harness.one"), 1U);
   EXPECT_EQ(raw_js_publish(server.url(), "HARNESS", "harness.one"), 2U);
+}
+
+TEST(Harness, AServerThatIsReadyBeforeThisThreadLooksIsSeenReady) {
+  // The server writes its whole start-up log, "Server is ready" included, before start() looks
+  // at the log (a loaded machine; CI's lint ran beside it). start() must still see it ready.
+  NatsServer::pause_after_spawn = std::chrono::milliseconds(500);
+  ServerOptions o;
+  o.start_timeout = std::chrono::seconds(3);
+  std::optional<NatsServer> server;
+  try {
+    server.emplace(o);
+  } catch (...) {
+    NatsServer::pause_after_spawn = std::chrono::milliseconds(0);
+    throw;
+  }
+  NatsServer::pause_after_spawn = std::chrono::milliseconds(0);
+  EXPECT_TRUE(server->running());
 }
 
 TEST(Harness, RestartKeepsPortAndStore) {

@@ -183,6 +183,14 @@ void NatsServer::start() {
     write_config();
     const int logfd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (logfd < 0) throw HarnessError(fmt::format("cannot open {}: {}", log_, std::strerror(errno)));
+    // Where this start's lines begin: measured before the server runs. Measured after, a server
+    // that writes its whole start-up (ready line included) before this thread gets the CPU back
+    // puts the offset past "Server is ready", and wait_ready() never sees it.
+    {
+      std::error_code ec;
+      const auto size = fs::file_size(log_, ec);
+      log_offset_ = ec ? 0 : size;
+    }
     // The server dies with the test process (and gets a Ctrl-C of the test run only that way).
     pid_t pid = -1;
     try {
@@ -193,9 +201,7 @@ void NatsServer::start() {
     }
     ::close(logfd);
     pid_ = pid;
-    std::error_code ec;
-    const auto size = fs::file_size(log_, ec);
-    log_offset_ = ec ? 0 : size;
+    if (pause_after_spawn.count() > 0) std::this_thread::sleep_for(pause_after_spawn);
     std::string why;
     if (wait_ready(opts_.start_timeout, why)) return;
     const std::string tail = log_tail();

@@ -91,6 +91,9 @@ class NatsServer {
 
   /// Path of the nats-server binary: $NATS_SERVER, else PATH, else /usr/sbin, /usr/bin.
   static std::string binary();
+  /// Test hook: how long start() sleeps right after spawning the server, standing in for a test
+  /// thread that the scheduler does not run while the server starts (0: none).
+  static inline std::chrono::milliseconds pause_after_spawn{0};
 
  private:
   void write_config();
