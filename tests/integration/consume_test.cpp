@@ -21,11 +21,9 @@ using namespace natbus::testing;
 
 namespace {
 
-NatsConfig stream_config(const NatsServer& server, const std::string& stream, const std::string& subjects) {
-  NatsConfig c = config_for(server);
-  c.stream_create = true;
-  c.stream_name = stream;
-  c.stream_subjects = {subjects};
+/// The shared stream_config(), with new durables starting at the first message.
+NatsConfig consume_config(const NatsServer& server, const std::string& stream, const std::string& subjects) {
+  NatsConfig c = stream_config(server, stream, subjects);
   c.deliver_policy = natbus::DeliverPolicy::all;
   return c;
 }
@@ -44,7 +42,7 @@ Task<void> publish_n(NatsBus& bus, const std::string& subject, int n, int first 
 TEST(Consume, PushDeliversInOrderAndAcks) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "PUSH1", "push1.*")};
+    NatsBus bus{consume_config(server, "PUSH1", "push1.*")};
     co_await bus.connect();
     std::vector<std::string> got;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -68,7 +66,7 @@ TEST(Consume, PushDeliversInOrderAndAcks) {
 TEST(Consume, MetadataOfADelivery) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "META", "meta.*")};
+    NatsBus bus{consume_config(server, "META", "meta.*")};
     co_await bus.connect();
     co_await publish_n(bus, "meta.a", 3);
     std::optional<natbus::MsgMetadata> md;
@@ -98,7 +96,7 @@ TEST(Consume, MetadataOfADelivery) {
 TEST(Consume, NakRedeliversWithDeliveryCount) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "NAK", "nak.*")};
+    NatsBus bus{consume_config(server, "NAK", "nak.*")};
     co_await bus.connect();
     std::vector<std::uint64_t> deliveries;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -120,7 +118,7 @@ TEST(Consume, NakRedeliversWithDeliveryCount) {
 TEST(Consume, NakWithDelayWaitsBeforeRedelivery) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "NAKD", "nakd.*")};
+    NatsBus bus{consume_config(server, "NAKD", "nakd.*")};
     co_await bus.connect();
     std::vector<std::chrono::steady_clock::time_point> at;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -144,7 +142,7 @@ TEST(Consume, NakWithDelayWaitsBeforeRedelivery) {
 TEST(Consume, TermStopsRedelivery) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "TERM", "term.*")};
+    NatsBus bus{consume_config(server, "TERM", "term.*")};
     co_await bus.connect();
     int deliveries = 0;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -165,7 +163,7 @@ TEST(Consume, TermStopsRedelivery) {
 TEST(Consume, AckWaitExpiryRedeliversUnackedAndInProgressExtendsIt) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "AW", "aw.*")};
+    NatsBus bus{consume_config(server, "AW", "aw.*")};
     co_await bus.connect();
     std::map<std::string, std::vector<std::uint64_t>> seen;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -198,7 +196,7 @@ TEST(Consume, AckWaitExpiryRedeliversUnackedAndInProgressExtendsIt) {
 TEST(Consume, MaxDeliverStopsRedelivering) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "MAXD", "maxd.*")};
+    NatsBus bus{consume_config(server, "MAXD", "maxd.*")};
     co_await bus.connect();
     int deliveries = 0;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -218,7 +216,7 @@ TEST(Consume, AutoAckAndNakOnThrow) {
   NatsServer server;
   LogCapture logs;
   natbus::run([&]() -> Task<void> {
-    NatsConfig cfg = stream_config(server, "AUTO", "auto.*");
+    NatsConfig cfg = consume_config(server, "AUTO", "auto.*");
     cfg.manual_ack = false;
     NatsBus bus{cfg};
     co_await bus.connect();
@@ -260,7 +258,7 @@ TEST(Consume, FailingHandlerBacksOffInsteadOfARedeliveryStorm) {
   int deliveries = 0;
   int handled = 0;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "STORM", "storm.*")};
+    NatsBus bus{consume_config(server, "STORM", "storm.*")};
     co_await bus.connect();
     auto failing = [&](ReceivedMessage) -> Task<void> {
       ++deliveries;
@@ -292,7 +290,7 @@ TEST(Consume, FailingHandlerBacksOffInsteadOfARedeliveryStorm) {
 TEST(Consume, ManualAckHandlerThatThrowsIsNaked) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "MTHROW", "mthrow.*")};
+    NatsBus bus{consume_config(server, "MTHROW", "mthrow.*")};
     co_await bus.connect();
     int deliveries = 0;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -309,7 +307,7 @@ TEST(Consume, ManualAckHandlerThatThrowsIsNaked) {
 TEST(Consume, AckMisuseIsAClearError) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "MISUSE", "misuse.*")};
+    NatsBus bus{consume_config(server, "MISUSE", "misuse.*")};
     co_await bus.connect();
     co_await publish_n(bus, "misuse.a", 1);
     auto fetcher = co_await bus.pull_subscribe("misuse.*", {.durable = "misuse"});
@@ -338,7 +336,7 @@ TEST(Consume, AckMisuseIsAClearError) {
 TEST(Consume, AckSyncWaitsForTheServer) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "ACKSYNC", "acksync.*")};
+    NatsBus bus{consume_config(server, "ACKSYNC", "acksync.*")};
     co_await bus.connect();
     co_await publish_n(bus, "acksync.a", 1);
     auto fetcher = co_await bus.pull_subscribe("acksync.*", {.durable = "acksync"});
@@ -355,7 +353,7 @@ TEST(Consume, QueueGroupSharesWithoutDuplicatesOrLoss) {
   NatsServer server;
   constexpr int kMessages = 3000;
   natbus::run([&]() -> Task<void> {
-    NatsConfig cfg = stream_config(server, "QG", "qg.*");
+    NatsConfig cfg = consume_config(server, "QG", "qg.*");
     NatsBus a{cfg};
     NatsBus b{cfg};
     co_await a.connect();
@@ -397,7 +395,7 @@ TEST(Consume, QueueGroupSharesWithoutDuplicatesOrLoss) {
 TEST(Consume, SameDurableTwiceInOneProcessIsAClearErrorAndTheFirstKeepsWorking) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "TWICE", "twice.*")};
+    NatsBus bus{consume_config(server, "TWICE", "twice.*")};
     co_await bus.connect();
     int handled = 0;
     int second_handled = 0;
@@ -435,7 +433,7 @@ TEST(Consume, SubscribingAbandonedWhenRunEndsLeavesNothingDangling) {
   // waiting for the server to confirm the interest: the half-made subscriptions are destroyed
   // with the task, and the bus (which outlives run() here) must not be left pointing at them.
   NatsServer server;
-  NatsBus bus{stream_config(server, "ABANDON", "abandon.*")};
+  NatsBus bus{consume_config(server, "ABANDON", "abandon.*")};
   auto on_msg = [](ReceivedMessage) -> Task<void> { co_return; };
   natbus::run([&]() -> Task<void> {
     co_await bus.connect();
@@ -460,7 +458,7 @@ namespace {
 void stop_with_messages_in_flight(bool pull) {
   constexpr int kCount = 300;
   NatsServer server;
-  NatsConfig cfg = stream_config(server, "STRAND", "strand.*");
+  NatsConfig cfg = consume_config(server, "STRAND", "strand.*");
   cfg.ack_wait = 30s;
   // The server sends at most this many ahead: all of them leave it before the stop, so every
   // unacked message is in the client, in its socket, or on the wire when the UNSUB goes out.
@@ -536,7 +534,7 @@ TEST(Consume, StoppingAPullDurableGivesBackWhatWasInFlight) { stop_with_messages
 TEST(Consume, DestroyingTheSubscriptionStopsDeliveryAndKeepsTheDurable) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "STOP", "stop.*")};
+    NatsBus bus{consume_config(server, "STOP", "stop.*")};
     co_await bus.connect();
     int handled = 0;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -564,7 +562,7 @@ TEST(Consume, DestroyingTheSubscriptionStopsDeliveryAndKeepsTheDurable) {
 
 TEST(Consume, CloseWaitsForRunningHandlersAndTheirAcks) {
   NatsServer server;
-  NatsConfig cfg = stream_config(server, "DRAINH", "drainh.*");
+  NatsConfig cfg = consume_config(server, "DRAINH", "drainh.*");
   int finished = 0;
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
@@ -595,7 +593,7 @@ TEST(Consume, CloseWaitsForRunningHandlersAndTheirAcks) {
 TEST(Consume, MaxConcurrencyBoundsRunningHandlers) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "CONC", "conc.*")};
+    NatsBus bus{consume_config(server, "CONC", "conc.*")};
     co_await bus.connect();
     int running = 0;
     int peak = 0;
@@ -619,7 +617,7 @@ TEST(Consume, ReconcilesAChangedDurableAndRejectsTheWrongKind) {
   NatsServer server;
   LogCapture logs;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "RECON", "recon.*")};
+    NatsBus bus{consume_config(server, "RECON", "recon.*")};
     co_await bus.connect();
     auto handler = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };
     { auto sub = co_await bus.push_subscribe("recon.*", handler, {.durable = "recon", .ack_wait = 30s}); }
@@ -656,7 +654,7 @@ TEST(Consume, ReconcilesAChangedDurableAndRejectsTheWrongKind) {
 TEST(Consume, EphemeralConsumerIsRemovedAfterItsThreshold) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "EPH", "eph.*")};
+    NatsBus bus{consume_config(server, "EPH", "eph.*")};
     co_await bus.connect();
     std::vector<std::string> got;
     auto handler = [&](ReceivedMessage m) -> Task<void> {
@@ -685,7 +683,7 @@ TEST(Consume, EphemeralConsumerIsRemovedAfterItsThreshold) {
 TEST(Consume, PullHandlerAndFetch) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "PULL1", "pull1.*")};
+    NatsBus bus{consume_config(server, "PULL1", "pull1.*")};
     co_await bus.connect();
     co_await publish_n(bus, "pull1.a", 25);
     auto fetcher = co_await bus.pull_subscribe("pull1.*", {.durable = "f1", .batch = 10});
@@ -717,7 +715,7 @@ TEST(Consume, PullHandlerAndFetch) {
 TEST(Consume, PullBackpressureKeepsAtMostTwoBatchesOutstanding) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "BP", "bp.*")};
+    NatsBus bus{consume_config(server, "BP", "bp.*")};
     co_await bus.connect();
     std::vector<natbus::PublishFuture> futures;
     for (int i = 0; i < 400; ++i) {
@@ -750,7 +748,7 @@ TEST(Consume, RepliesGoToReplyOnAndFinalTo) {
   RawSubscriber progress(server, "replies.progress");
   RawSubscriber final_sub(server, "replies.final");
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "REQ", "req.*")};
+    NatsBus bus{consume_config(server, "REQ", "req.*")};
     co_await bus.connect();
     auto handler = [&](ReceivedMessage m) -> Task<void> {
       const nlohmann::json step = {{"step", 1}};
@@ -781,7 +779,7 @@ TEST(Consume, RepliesGoToReplyOnAndFinalTo) {
 TEST(Consume, ReplyWithoutReplyHeadersIsAClearError) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "NOREPLY", "noreply.*")};
+    NatsBus bus{consume_config(server, "NOREPLY", "noreply.*")};
     co_await bus.connect();
     co_await publish_n(bus, "noreply.a", 1);
     auto fetcher = co_await bus.pull_subscribe("noreply.*", {.durable = "nr"});
@@ -804,7 +802,7 @@ TEST(Consume, ReplyWithoutReplyHeadersIsAClearError) {
 TEST(Consume, BadSubscribeInputIsAClearError) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
-    NatsBus bus{stream_config(server, "BADIN", "badin.*")};
+    NatsBus bus{consume_config(server, "BADIN", "badin.*")};
     co_await bus.connect();
     auto handler = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };
     auto expect_invalid = [&](Task<natbus::Subscription> t, const char* needle) -> Task<void> {
@@ -863,7 +861,7 @@ std::vector<std::string> consumer_args(const NatsServer& server, const std::stri
 
 TEST(Durable, ResumesInANewProcessWhereTheOldOneLeftOff) {
   NatsServer server;
-  NatsConfig cfg = stream_config(server, "RESUME", "resume.*");
+  NatsConfig cfg = consume_config(server, "RESUME", "resume.*");
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
     co_await bus.connect();
@@ -893,7 +891,7 @@ TEST(Durable, ResumesInANewProcessWhereTheOldOneLeftOff) {
 
 TEST(Durable, KilledPodIsReplacedWithoutAlreadyBoundAndUnackedWorkComesBack) {
   NatsServer server;
-  NatsConfig cfg = stream_config(server, "RESUME", "resume.*");
+  NatsConfig cfg = consume_config(server, "RESUME", "resume.*");
   cfg.ack_wait = 2s;
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
@@ -929,7 +927,7 @@ TEST(Durable, FrozenPodHoldsTheBindingUntilTheServerDropsIt) {
   // build reaches the short-bind_timeout check while the frozen pod still holds the durable):
   // the new pod waits it out with backoff.
   NatsServer server(ServerOptions{.ping_interval = 1500ms, .ping_max = 2});
-  NatsConfig cfg = stream_config(server, "RESUME", "resume.*");
+  NatsConfig cfg = consume_config(server, "RESUME", "resume.*");
   natbus::run([&]() -> Task<void> {
     NatsBus bus{cfg};
     co_await bus.connect();
@@ -963,7 +961,7 @@ TEST(Durable, FrozenPodHoldsTheBindingUntilTheServerDropsIt) {
 
 TEST(Durable, QueueGroupPodJoinsWhileAnotherIsFrozen) {
   NatsServer server;
-  NatsConfig cfg = stream_config(server, "RESUME", "resume.*");
+  NatsConfig cfg = consume_config(server, "RESUME", "resume.*");
   ChildProcess frozen(consumer_args(server, "qpod", "workers", 1000));
   ASSERT_TRUE(frozen.wait_for_line("READY", 20s));
   frozen.signal(SIGSTOP);

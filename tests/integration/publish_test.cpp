@@ -18,18 +18,6 @@ using natbus::PubAck;
 using natbus::Task;
 using namespace natbus::testing;
 
-namespace {
-
-NatsConfig stream_config(const NatsServer& server, const std::string& stream, const std::string& subjects) {
-  NatsConfig c = config_for(server);
-  c.stream_create = true;
-  c.stream_name = stream;
-  c.stream_subjects = {subjects};
-  return c;
-}
-
-}  // namespace
-
 TEST(Publish, ReturnsThePubAck) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {

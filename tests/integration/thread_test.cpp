@@ -27,14 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-NatsConfig stream_config(const NatsServer& server, const std::string& stream, const std::string& subjects) {
-  NatsConfig c = config_for(server);
-  c.stream_create = true;
-  c.stream_name = stream;
-  c.stream_subjects = {subjects};
-  return c;
-}
-
 long long ms_since(Clock::time_point t0) { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count(); }
 
 double thread_cpu_seconds() {

@@ -39,6 +39,15 @@ inline NatsConfig config_for(const NatsServer& server) {
   return c;
 }
 
+/// config_for(server) with natbus creating the stream `stream` on `subjects` at connect.
+inline NatsConfig stream_config(const NatsServer& server, const std::string& stream, const std::string& subjects) {
+  NatsConfig c = config_for(server);
+  c.stream_create = true;
+  c.stream_name = stream;
+  c.stream_subjects = {subjects};
+  return c;
+}
+
 /// Polls `pred` every 10 ms on the loop until it holds or `timeout` passes; returns whether it
 /// holds (checked once more at the deadline).
 template <class P>
