@@ -194,10 +194,9 @@ Task<T> with_timeout(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
   if (timeout < std::chrono::duration<Rep, Period>::zero()) {
     detail::bad_timeout(std::chrono::duration_cast<std::chrono::duration<long double>>(timeout).count());
   }
-  const auto ns = std::chrono::duration_cast<std::chrono::duration<double, std::nano>>(timeout).count() >= 9.2e18
-                      ? std::chrono::nanoseconds::max()
-                      : std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
-  return detail::with_timeout_impl(std::move(task), detail::saturating_deadline(timeout), ns);
+  // The timeout is kept only for the error message: as double milliseconds it cannot overflow.
+  return detail::with_timeout_impl(std::move(task), detail::saturating_deadline(timeout),
+                                   std::chrono::duration<double, std::milli>(timeout));
 }
 
 /// Starts `task` on the current loop without awaiting it. It runs until it finishes or until

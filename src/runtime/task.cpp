@@ -210,9 +210,9 @@ void TimeoutRace::on_outer_cancel(CancelNode* node) noexcept {
   if (!self->done_) self->expire();
 }
 
-void TimeoutRace::fail(std::chrono::nanoseconds timeout) {
-  const double ms = static_cast<double>(timeout.count()) / 1e6;
-  throw TimeoutError(fmt::format("the awaited operation did not complete within {} ms", ms), ErrorContext{.operation = "with_timeout"});
+void TimeoutRace::fail(std::chrono::duration<double, std::milli> timeout) {
+  throw TimeoutError(fmt::format("the awaited operation did not complete within {} ms", timeout.count()),
+                     ErrorContext{.operation = "with_timeout"});
 }
 
 namespace {

@@ -192,7 +192,7 @@ class TimeoutRace : CancelNode {
   /// Runs `child` under this race's scope; false when it finished without suspending.
   bool start(std::coroutine_handle<> parent, std::coroutine_handle<> child, PromiseBase& child_promise);
   [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
-  [[noreturn]] static void fail(std::chrono::nanoseconds timeout);
+  [[noreturn]] static void fail(std::chrono::duration<double, std::milli> timeout);
 
  private:
   static std::coroutine_handle<> child_done(void* ctx, PromiseBase& p) noexcept;
@@ -225,7 +225,7 @@ class TimeoutRaceStart {
 };
 
 template <class T>
-Task<T> with_timeout_impl(Task<T> task, std::chrono::steady_clock::time_point deadline, std::chrono::nanoseconds timeout) {
+Task<T> with_timeout_impl(Task<T> task, std::chrono::steady_clock::time_point deadline, std::chrono::duration<double, std::milli> timeout) {
   CancelScope* outer = co_await CurrentScope();
   TimeoutRace race(outer, deadline);
   co_await TimeoutRaceStart(race, task.handle(), task.handle().promise());
