@@ -78,8 +78,6 @@ class BlockingBus {
 
  private:
   NatsBus* checked(const char* operation);
-  template <class T>
-  T wait(std::future<T> f);
   LoopThread loop_;
   std::unique_ptr<NatsBus> bus_;  // created, used and destroyed on loop_'s thread
   std::shared_ptr<detail::PublishPermits> permits_;

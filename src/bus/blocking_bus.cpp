@@ -92,7 +92,7 @@ BlockingBus::BlockingBus(NatsConfig config, const LoopThreadOptions& options) : 
   const auto limit = static_cast<std::size_t>(std::max(1, config.max_pending_publishes));
   permits_ = std::make_shared<detail::PublishPermits>(limit);
   try {
-    wait(loop_.submit([this, c = std::move(config)]() mutable { return detail::connect_on(bus_, std::move(c)); }));
+    loop_.submit([this, c = std::move(config)]() mutable { return detail::connect_on(bus_, std::move(c)); }).get();
   } catch (...) {
     // A bus that failed to connect is destroyed on its loop before the thread stops.
     loop_.submit([this]() { return detail::close_on(bus_); }).wait();
@@ -119,14 +119,9 @@ NatsBus* BlockingBus::checked(const char* operation) {
   return bus_.get();
 }
 
-template <class T>
-T BlockingBus::wait(std::future<T> f) {
-  return f.get();
-}
-
 PubAck BlockingBus::publish(BusMessage msg) {
   NatsBus* bus = checked("publish");
-  return wait(loop_.submit([bus, m = std::move(msg)]() mutable { return detail::publish_on(*bus, std::move(m)); }));
+  return loop_.submit([bus, m = std::move(msg)]() mutable { return detail::publish_on(*bus, std::move(m)); }).get();
 }
 
 std::future<PubAck> BlockingBus::publish_async(BusMessage msg) {
@@ -138,17 +133,17 @@ std::future<PubAck> BlockingBus::publish_async(BusMessage msg) {
 
 void BlockingBus::publish_core(BusMessage msg) {
   NatsBus* bus = checked("publish_core");
-  wait(loop_.submit([bus, m = std::move(msg)]() mutable { return detail::publish_core_on(*bus, std::move(m)); }));
+  loop_.submit([bus, m = std::move(msg)]() mutable { return detail::publish_core_on(*bus, std::move(m)); }).get();
 }
 
 ReceivedMessage BlockingBus::request(BusMessage msg, std::chrono::milliseconds timeout) {
   NatsBus* bus = checked("request");
-  return wait(loop_.submit([bus, m = std::move(msg), timeout]() mutable { return detail::request_on(*bus, std::move(m), timeout); }));
+  return loop_.submit([bus, m = std::move(msg), timeout]() mutable { return detail::request_on(*bus, std::move(m), timeout); }).get();
 }
 
 void BlockingBus::flush(std::chrono::milliseconds timeout) {
   NatsBus* bus = checked("flush");
-  wait(loop_.submit([bus, timeout]() { return detail::flush_on(*bus, timeout); }));
+  loop_.submit([bus, timeout]() { return detail::flush_on(*bus, timeout); }).get();
 }
 
 void BlockingBus::close() {
@@ -157,17 +152,17 @@ void BlockingBus::close() {
     throw Error(errc::invalid_argument, "called on the bus's own loop thread: co_await the NatsBus's close() there",
                 ErrorContext{.operation = "BlockingBus::close"});
   }
-  wait(loop_.submit([this]() { return detail::close_on(bus_); }));
+  loop_.submit([this]() { return detail::close_on(bus_); }).get();
 }
 
 ConnectionStatus BlockingBus::status() {
   if (loop_.stopped()) return ConnectionStatus::closed;
-  return wait(loop_.submit([this]() -> Task<ConnectionStatus> { co_return bus_ ? bus_->status() : ConnectionStatus::closed; }));
+  return loop_.submit([this]() -> Task<ConnectionStatus> { co_return bus_ ? bus_->status() : ConnectionStatus::closed; }).get();
 }
 
 MetricsSnapshot BlockingBus::metrics() {
   NatsBus* bus = checked("metrics");
-  return wait(loop_.submit([bus]() -> Task<MetricsSnapshot> { co_return bus->metrics(); }));
+  return loop_.submit([bus]() -> Task<MetricsSnapshot> { co_return bus->metrics(); }).get();
 }
 
 }  // namespace natbus
