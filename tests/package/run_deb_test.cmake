@@ -1,21 +1,8 @@
 # ctest driver: the Debian package. Builds it with CPack from BUILD_DIR, checks its name and
 # Depends:, unpacks it into a temporary root (dpkg-deb -x) and builds tests/package against it
 # with find_package() and with pkg-config, then runs both programs.
-foreach(v SOURCE_DIR BUILD_DIR WORK_DIR CXX)
-  if(NOT DEFINED ${v})
-    message(FATAL_ERROR "run_deb_test.cmake: ${v} is not set")
-  endif()
-endforeach()
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
-
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(run_out "${out}" PARENT_SCOPE)
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
+package_test_prologue(SOURCE_DIR BUILD_DIR WORK_DIR CXX)
 
 run(cpack -G DEB --config "${BUILD_DIR}/CPackConfig.cmake" -B "${WORK_DIR}/out")
 file(GLOB debs "${WORK_DIR}/out/*.deb")

@@ -2,21 +2,8 @@
 #   MODE=find_package     install the build into WORK_DIR/prefix, build tests/package against it
 #   MODE=add_subdirectory build tests/package with natbus' sources added as a subdirectory
 # Also checks that no installed natbus header includes a cnats header.
-foreach(v SOURCE_DIR BUILD_DIR WORK_DIR MODE CXX)
-  if(NOT DEFINED ${v})
-    message(FATAL_ERROR "run_package_test.cmake: ${v} is not set")
-  endif()
-endforeach()
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
-
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-  message("${out}")
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
+package_test_prologue(SOURCE_DIR BUILD_DIR WORK_DIR MODE CXX)
 
 set(flags "")
 if(SANITIZE)
@@ -51,6 +38,7 @@ else()
 endif()
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" --parallel 2)
 run("${WORK_DIR}/build/consumer")
+message("consumer: ${run_out}")
 if(MODE STREQUAL "find_package")
   # pkg-config users find natbus too.
   execute_process(COMMAND ${CMAKE_COMMAND} -E env "PKG_CONFIG_PATH=${pc_dir}" pkg-config --cflags --libs natbus
