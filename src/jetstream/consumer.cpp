@@ -210,8 +210,6 @@ void SubCore::stop() noexcept {
   Loop* loop = bus_->loop();
   // Drain: cnats sends the UNSUB and, on its own thread, waits for the PONG that says nothing
   // more comes; every message that arrives until then is given back (nak'ed), not dropped.
-  // (nats-server checks a pull request's interest before it fills it, so pull requests still
-  // waiting there take nothing more once the UNSUB is processed.)
   if (sub_ == nullptr || !drains_on_stop() || !bus_->has_connection() || loop == nullptr) {
     nak_queued();
     finish_stop();
@@ -220,14 +218,10 @@ void SubCore::stop() noexcept {
   draining_ = true;
   unsub_sent_ = false;
   add_ref();  // the drain's reference: released by finish_stop()
-  if (wants_in_flight_check()) {
-    // A push consumer's messages may still be on their way out of the server (a slow reader's
-    // socket): an UNSUB now would send the rest into the void, redelivered only after ack_wait.
-    // First ask the consumer how far it delivered, and hold (not nak) everything until that
-    // far has arrived; then UNSUB.
-    drain_deadline_ = saturating_deadline(bus_->config().js_api_timeout);
-    loop->spawn(wait_in_flight(Ref<SubCore>(this)));
-  } else {
+  // Messages may still be on their way that an UNSUB now would send into the void, redelivered
+  // only after ack_wait (a push consumer's in a slow reader's socket, a pull request being
+  // filled): first hold (not nak) what arrives until the consumer kind says nothing more comes.
+  if (!begin_hold_before_unsubscribe()) {
     start_drain();
     if (!draining_) return;
   }
@@ -285,8 +279,8 @@ bool SubCore::drain_step() noexcept {
   if (!draining_) return true;
   if (!unsub_sent_) {
     hold_queued();
-    const bool arrived = in_flight_known_ && max_consumer_seq_ >= in_flight_target_;
-    if (!arrived && Clock::now() <= drain_deadline_ && bus_->has_connection() && sub_ != nullptr) return false;
+    const auto now = Clock::now();
+    if (!ready_to_unsubscribe(now) && now <= drain_deadline_ && bus_->has_connection() && sub_ != nullptr) return false;
     if (sub_ == nullptr || !bus_->has_connection()) {
       finish_stop();
       return true;
@@ -378,7 +372,13 @@ void SubCore::hold_queued() noexcept {
       continue;
     }
     if (s != NATS_OK || raw == nullptr) return;
-    if (draining_) note_received(raw);  // otherwise dispatch() notes it
+    if (draining_) {
+      note_received(raw);  // otherwise dispatch() notes it
+      if (!keep_while_draining(raw)) {
+        natsMsg_Destroy(raw);
+        continue;
+      }
+    }
     try {
       held_.emplace_back(raw);
       held_bytes_ += static_cast<std::size_t>(natsMsg_GetDataLength(raw)) + std::strlen(natsMsg_GetSubject(raw));

@@ -143,9 +143,13 @@ class SubCore : public RefCounted, public MsgSink {
   [[nodiscard]] bool can_dispatch() const noexcept { return active_ && bus_->has_connection(); }
   /// JetStream consumers drain on stop (core subscriptions have nothing to give back).
   [[nodiscard]] virtual bool drains_on_stop() const noexcept { return false; }
-  /// Push durables without a queue group wait, before the UNSUB, for what the server already
-  /// sent (see stop()). Others need not: a queue group's other members take what comes.
-  [[nodiscard]] virtual bool wants_in_flight_check() const noexcept { return false; }
+  /// Stopping, before the UNSUB: starts holding what arrives (false: nothing can be on its way
+  /// that an UNSUB now would send into the void; UNSUB at once). Sets drain_deadline_.
+  virtual bool begin_hold_before_unsubscribe() noexcept { return false; }
+  /// Holding before the UNSUB: true once nothing more is on its way to this subscription.
+  [[nodiscard]] virtual bool ready_to_unsubscribe(Clock::time_point /*now*/) noexcept { return true; }
+  /// Draining: a message taken off cnats' queue; false drops it (a pull request's status).
+  virtual bool keep_while_draining(natsMsg* /*m*/) noexcept { return true; }
   void start_drain() noexcept;
   /// Notes a received message's consumer sequence (max_consumer_seq_); returns its delivery count.
   std::uint64_t note_received(natsMsg* m) noexcept;
@@ -210,9 +214,13 @@ class PushCore final : public SubCore {
   void resubscribe(natsConnection* nc) noexcept override;
   void stop() noexcept override;
   [[nodiscard]] bool drains_on_stop() const noexcept override { return true; }
-  [[nodiscard]] bool wants_in_flight_check() const noexcept override { return !durable_.empty() && queue_.empty(); }
 
  private:
+  /// Push durables without a queue group wait, before the UNSUB, for what the server already
+  /// sent: the consumer's delivered sequence when the stop began. Others need not: a queue
+  /// group's other members take what comes.
+  bool begin_hold_before_unsubscribe() noexcept override;
+  [[nodiscard]] bool ready_to_unsubscribe(Clock::time_point now) noexcept override;
   bool handle_control(natsMsg* m) noexcept;
   void arm_heartbeat_watch();
   static void heartbeat_check(void* a, void*, bool run) noexcept;
@@ -254,11 +262,20 @@ class PullCore final : public SubCore {
     std::exception_ptr error;
   };
 
+  /// Requests still open on the server may be being filled while the UNSUB is processed: a
+  /// message nats-server matched to a request before it and routes after it goes nowhere (it
+  /// comes back only after ack_wait). So the UNSUB waits until the open requests are filled,
+  /// answered or expired, or nothing arrived for a quiet period with no handler running.
+  bool begin_hold_before_unsubscribe() noexcept override;
+  [[nodiscard]] bool ready_to_unsubscribe(Clock::time_point now) noexcept override;
+  bool keep_while_draining(natsMsg* m) noexcept override;
   void after_handler() noexcept override { request_more(); }
   void on_no_responders() noexcept override;
   void request_more() noexcept;
   std::uint64_t send_request(int batch, std::chrono::milliseconds expires, bool no_wait);
   void on_status(natsMsg* m) noexcept;
+  /// The request a status or message on inbox_ + id answers (0: none).
+  [[nodiscard]] std::uint64_t request_of(natsMsg* m) const noexcept;
   void consume_credit() noexcept;
   Request* find_request(std::uint64_t id) noexcept;
   void erase_request(std::uint64_t id) noexcept;
@@ -281,7 +298,8 @@ class PullCore final : public SubCore {
   WaitList fetch_queue_;
   ConsumerSpec spec_;
   bool recovering_ = false;
-  int lost_in_a_row_ = 0;  // requests that expired without a word from the server, since the last one that got one
+  int lost_in_a_row_ = 0;             // requests that expired without a word from the server, since the last one that got one
+  Clock::time_point last_arrival_{};  // stopping: when the last message arrived
 };
 
 }  // namespace natbus::detail

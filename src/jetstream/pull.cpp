@@ -22,6 +22,12 @@ std::int64_t ns(D d) {
   return static_cast<std::int64_t>(saturating_ns(d).count());
 }
 
+// Stopping: no arrival for this long, and no handler running (whose ack could free the
+// server to send one more), means no request is being filled right now.
+constexpr auto kQuietBeforeUnsubscribe = std::chrono::milliseconds(100);
+// Our clock starts a request's expiry when it leaves, the server's when it arrives.
+constexpr auto kExpiryGrace = std::chrono::milliseconds(100);
+
 bool is_status(natsMsg* m) {
   if (natsMsg_GetDataLength(m) != 0) return false;
   const char* s = nullptr;
@@ -140,7 +146,7 @@ void PullCore::request_more() noexcept {
   }
 }
 
-void PullCore::on_status(natsMsg* m) noexcept {
+std::uint64_t PullCore::request_of(natsMsg* m) const noexcept {
   const char* subject = natsMsg_GetSubject(m);
   const std::string_view subj(subject == nullptr ? "" : subject);
   std::uint64_t id = 0;
@@ -148,6 +154,11 @@ void PullCore::on_status(natsMsg* m) noexcept {
     const std::string_view tail = subj.substr(inbox_.size());
     std::from_chars(tail.data(), tail.data() + tail.size(), id);
   }
+  return id;
+}
+
+void PullCore::on_status(natsMsg* m) noexcept {
+  const std::uint64_t id = request_of(m);
   const char* code_c = nullptr;
   const char* desc_c = nullptr;
   natsMsgHeader_Get(m, "Status", &code_c);
@@ -359,6 +370,38 @@ void PullCore::recover() noexcept {
   }
 }
 
+bool PullCore::begin_hold_before_unsubscribe() noexcept {
+  if (requests_.empty()) return false;
+  const auto now = Clock::now();
+  // Past the latest expiry the server has ended every request; js_api_timeout bounds the wait
+  // (a handler that runs long, requests that never expire).
+  const auto cap = saturating_deadline(bus_->config().js_api_timeout);
+  auto last = now;
+  for (const auto& r : requests_) last = std::max(last, r.expires_at);
+  drain_deadline_ = last < cap - kExpiryGrace ? last + kExpiryGrace : cap;
+  last_arrival_ = now;
+  return true;
+}
+
+bool PullCore::ready_to_unsubscribe(Clock::time_point now) noexcept {
+  std::erase_if(requests_, [&](const Request& r) { return now - kExpiryGrace > r.expires_at; });
+  return requests_.empty() || (running_ == 0 && now - last_arrival_ >= kQuietBeforeUnsubscribe);
+}
+
+bool PullCore::keep_while_draining(natsMsg* m) noexcept {
+  if (unsub_sent_) return true;  // after the UNSUB only the naks matter
+  last_arrival_ = Clock::now();
+  if (is_status(m)) {
+    // A request's end (408 expired, 409...), or a heartbeat of one that still waits.
+    const char* code = nullptr;
+    natsMsgHeader_Get(m, "Status", &code);
+    if (code == nullptr || std::string_view(code) != "100") erase_request(request_of(m));
+    return false;
+  }
+  consume_credit();
+  return true;
+}
+
 void PullCore::stop() noexcept {
   Loop* loop = bus_->loop();
   int releases = 0;
@@ -366,12 +409,12 @@ void PullCore::stop() noexcept {
   if (backoff_timer_ && loop != nullptr && loop->cancel_timer(backoff_timer_)) ++releases;
   watchdog_timer_ = {};
   backoff_timer_ = {};
-  requests_.clear();
   if (fetch_ != nullptr) {
     fetch_->finished = true;
     if (loop != nullptr) fetch_->wake.wake_all(*loop);
   }
-  SubCore::stop();
+  SubCore::stop();  // holds until the open requests are done (begin_hold_before_unsubscribe)
+  if (!draining_) requests_.clear();
   // Callers hold a reference: dropping the timers' ones cannot free `this` here.
   for (int i = 0; i < releases; ++i) release();
 }

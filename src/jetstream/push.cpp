@@ -134,6 +134,20 @@ void PushCore::resubscribe(natsConnection* nc) noexcept {
   hb_warned_ = false;
 }
 
+bool PushCore::begin_hold_before_unsubscribe() noexcept {
+  Loop* loop = bus_->loop();
+  if (durable_.empty() || !queue_.empty() || loop == nullptr) return false;
+  // The consumer's messages may still be on their way out of the server (a slow reader's
+  // socket): ask it how far it delivered, and hold everything until that far has arrived.
+  drain_deadline_ = saturating_deadline(bus_->config().js_api_timeout);
+  loop->spawn(wait_in_flight(Ref<SubCore>(this)));
+  return true;
+}
+
+bool PushCore::ready_to_unsubscribe(Clock::time_point /*now*/) noexcept {
+  return in_flight_known_ && max_consumer_seq_ >= in_flight_target_;
+}
+
 void PushCore::stop() noexcept {
   // Callers hold a reference, so dropping the timer's own one here cannot free `this`.
   const bool cancelled = hb_timer_ && bus_->loop() != nullptr && bus_->loop()->cancel_timer(hb_timer_);
