@@ -21,7 +21,6 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,11 +28,19 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "natbus/task.hpp"
 
 namespace natbus {
+
+namespace detail {
+/// Defined by <natbus/json.hpp>: JSON payloads, typed handlers and serve() need nlohmann's whole
+/// header, which the other natbus headers leave out (they name nlohmann::json, no more). A
+/// compiler error about this incomplete type means: include <natbus/json.hpp>.
+template <class T>
+struct needs_natbus_json_hpp;
+}  // namespace detail
 
 /// A header given inline: `{"content-type", "image/jpeg"}`.
 struct Header {
@@ -117,6 +124,14 @@ template <class T>
 concept ByteLike = std::same_as<T, std::byte> || std::same_as<T, char> || std::same_as<T, unsigned char> || std::same_as<T, signed char> ||
     std::same_as<T, std::uint8_t>;
 
+/// A contiguous range of ByteLike elements (std::ranges::data and size apply).
+template <class R>
+concept ByteRange = requires(const R& r) {
+  std::ranges::data(r);
+  std::ranges::size(r);
+}
+&&ByteLike<std::remove_cv_t<std::remove_pointer_t<decltype(std::ranges::data(std::declval<const R&>()))>>>;
+
 /// A message to publish: subject, headers, payload (already compressed when asked).
 ///
 /// The message is one buffer laid out as it goes on the wire (subject, the NATS/1.0 header
@@ -128,10 +143,12 @@ class BusMessage {
   /// JSON payload (content-type application/json).
   static BusMessage from_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options = {});
   /// Any type nlohmann::json can serialize (a struct with to_json, a map, a vector...).
+  /// JSON payloads need <natbus/json.hpp> (or <natbus/natbus.hpp>), which has nlohmann's.
   template <class T>
-  requires(!std::same_as<std::remove_cvref_t<T>, nlohmann::json> && std::is_constructible_v<nlohmann::json, const T&>) static BusMessage
+  requires(!std::same_as<std::remove_cvref_t<T>, nlohmann::json>) static BusMessage
       from_json(std::string_view subject, const T& value, const MessageOptions& options = {}) {
-    return from_json(subject, nlohmann::json(value), options);
+    using Json = typename detail::needs_natbus_json_hpp<T>::json;
+    return from_json(subject, Json(value), options);
   }
   /// UTF-8 text (content-type text/plain; charset=utf-8). Invalid UTF-8 is an InvalidArgument.
   static BusMessage from_text(std::string_view subject, std::string_view text, const MessageOptions& options = {});
@@ -143,7 +160,7 @@ class BusMessage {
   }
   /// Any contiguous range of bytes: std::vector<std::uint8_t>, std::array<std::byte, N>, ...
   template <class R>
-  requires std::ranges::contiguous_range<R> && ByteLike<std::ranges::range_value_t<R>> &&
+  requires ByteRange<R> &&
       (!std::convertible_to<const R&, std::string_view>)&&(!std::convertible_to<const R&, std::span<const std::byte>>)static BusMessage
       from_bytes(std::string_view subject, const R& data, const MessageOptions& options = {}) {
     return from_bytes(subject, std::as_bytes(std::span(std::ranges::data(data), std::ranges::size(data))), options);
@@ -339,10 +356,11 @@ class ReceivedMessage {
   /// The payload decoded into T (any type with a nlohmann from_json); DecodeError on failure.
   template <class T>
   [[nodiscard]] T as_json() const {
-    nlohmann::json j = as_json();
+    using Json = typename detail::needs_natbus_json_hpp<T>::json;  // include <natbus/json.hpp>
+    Json j = as_json();
     try {
-      return j.get<T>();
-    } catch (const nlohmann::json::exception& e) {
+      return j.template get<T>();
+    } catch (const typename Json::exception& e) {
       throw_decode_error(e.what());
     }
   }

@@ -6,6 +6,7 @@
 
 #include "message/gzip.hpp"
 #include "natbus/error.hpp"
+#include "natbus/json.hpp"
 #include "natbus/message.hpp"
 
 using natbus::BusMessage;

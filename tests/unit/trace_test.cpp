@@ -4,6 +4,7 @@
 #include <regex>
 #include <string>
 
+#include "natbus/json.hpp"
 #include "natbus/message.hpp"
 
 using natbus::BusMessage;

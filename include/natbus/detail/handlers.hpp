@@ -1,15 +1,13 @@
 // natbus implementation detail, not API: the type-erased handlers behind push_subscribe(),
-// pull_subscribe(), typed handlers and serve(). Included by <natbus/bus.hpp>.
+// pull_subscribe(), typed handlers and serve(). Included by <natbus/bus.hpp>; the JSON ones
+// are in <natbus/detail/json_handlers.hpp>.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
@@ -42,61 +40,18 @@ template <class H>
 class HandlerImpl final : public HandlerBase {
  public:
   explicit HandlerImpl(H h) : handler_(std::move(h)) {}
-  Task<void> invoke(ReceivedMessage msg) override { return std::invoke(handler_, std::move(msg)); }
+  Task<void> invoke(ReceivedMessage msg) override { return handler_(std::move(msg)); }
 
  private:
   H handler_;
 };
 
-/// Throws the PoisonMessageError of a message a typed handler cannot decode.
-[[noreturn]] void throw_poison(const ReceivedMessage& msg, const std::string& decode_error);
-
-/// Decodes the payload into T (nlohmann from_json), then calls the handler with (T, message).
+// Typed and serve() handlers decode and encode JSON: they are defined in
+// <natbus/detail/json_handlers.hpp>, which <natbus/json.hpp> includes.
 template <class T, class H>
-class TypedHandlerImpl final : public HandlerBase {
- public:
-  explicit TypedHandlerImpl(H h) : handler_(std::move(h)) {}
-  Task<void> invoke(ReceivedMessage msg) override {
-    std::optional<T> value;
-    std::string error;
-    try {
-      value.emplace(msg.template as_json<T>());
-    } catch (const Error& e) {
-      error = e.message();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    if (!value) throw_poison(msg, error);
-    co_await std::invoke(handler_, std::move(*value), msg);
-  }
-
- private:
-  H handler_;
-};
-
-/// Answers a serve() request: `body` as JSON, or an x-error header when `error` is set.
-Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& body, const std::string& error);
-
-/// Calls a serve() handler and answers the request with what it returns.
+class TypedHandlerImpl;
 template <class H>
-class ServeHandlerImpl final : public HandlerBase {
- public:
-  explicit ServeHandlerImpl(H h) : handler_(std::move(h)) {}
-  Task<void> invoke(ReceivedMessage msg) override {
-    nlohmann::json body;
-    std::string error;
-    try {
-      body = co_await std::invoke(handler_, msg);
-    } catch (const std::exception& e) {
-      error = e.what();
-      if (error.empty()) error = "handler failed";
-    }
-    co_await serve_reply(msg, body, error);
-  }
-
- private:
-  H handler_;
-};
+class ServeHandlerImpl;
 
 template <class H>
 std::unique_ptr<HandlerBase> make_handler(H&& h) {
@@ -115,6 +70,8 @@ std::unique_ptr<HandlerBase> make_serve_handler(H&& h) {
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
                 "`auto on_request = [...](natbus::ReceivedMessage& m) -> natbus::Task<nlohmann::json> {...};` then pass "
                 "`on_request` (natbus copies it). See README, 'Compiler notes'.");
+  using Json = typename needs_natbus_json_hpp<D>::json;  // serve() needs <natbus/json.hpp>
+  static_assert(sizeof(Json) > 0);
   return std::make_unique<ServeHandlerImpl<D>>(std::forward<H>(h));
 }
 
@@ -125,6 +82,8 @@ std::unique_ptr<HandlerBase> make_typed_handler(H&& h) {
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
                 "`auto on_order = [...](Order o, natbus::ReceivedMessage& m) -> natbus::Task<void> {...};` then pass "
                 "`on_order` (natbus copies it). See README, 'Compiler notes'.");
+  using Json = typename needs_natbus_json_hpp<T>::json;  // typed handlers need <natbus/json.hpp>
+  static_assert(sizeof(Json) > 0);
   return std::make_unique<TypedHandlerImpl<T, D>>(std::forward<H>(h));
 }
 }  // namespace detail
