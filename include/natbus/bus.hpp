@@ -16,7 +16,6 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,8 +23,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "natbus/config.hpp"
 #include "natbus/detail/handlers.hpp"
@@ -73,7 +70,8 @@ concept TypedMessageHandler = std::invocable < std::decay_t<H>
 /// A callable taking ReceivedMessage& and returning Task<nlohmann::json>: a serve() handler.
 template <class H>
 concept ServeHandler = std::invocable < std::decay_t<H>
-&, ReceivedMessage& > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage&>, Task<nlohmann::json>>;
+&, ReceivedMessage& >
+       &&std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage&>, Task<typename detail::needs_natbus_json_hpp<H>::json>>;
 
 /// The PubAck of a publish_async(), to be awaited later (once). Move-only.
 class [[nodiscard]] PublishFuture {
@@ -164,6 +162,13 @@ class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it f
   detail::SubCore* core_ = nullptr;
 };
 
+class MessageStream;
+namespace detail {
+struct StreamHold;
+/// Builds a MessageStream (natbus' own code; not API).
+MessageStream make_message_stream(StreamHold* hold, Subscription sub) noexcept;
+}  // namespace detail
+
 /// Messages of a push or pull consumer as an async sequence (NatsBus::messages /
 /// pull_messages). Move-only; use it on the loop thread.
 ///   auto msgs = co_await bus.messages("orders.*", {.durable = "orders"});
@@ -172,11 +177,9 @@ class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it f
 class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it and read it with next()")]] MessageStream {
  public:
   MessageStream() noexcept = default;
-  /// Library use (NatsBus::messages builds it).
-  MessageStream(std::shared_ptr<detail::StreamChannel> ch, Subscription sub) noexcept : ch_(std::move(ch)), sub_(std::move(sub)) {}
   /// Moves the stream (the source becomes empty).
-  MessageStream(MessageStream &&) noexcept = default;
-  MessageStream& operator=(MessageStream&&) noexcept = default;  ///< Moves the stream; the one it replaces stops.
+  MessageStream(MessageStream && other) noexcept : hold_(std::exchange(other.hold_, nullptr)), sub_(std::move(other.sub_)) {}
+  MessageStream& operator=(MessageStream&& other) noexcept;  ///< Moves the stream; the one it replaces stops.
   MessageStream(const MessageStream&) = delete;
   MessageStream& operator=(const MessageStream&) = delete;
   ~MessageStream();
@@ -193,7 +196,9 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
   [[nodiscard]] const Subscription& subscription() const noexcept { return sub_; }
 
  private:
-  std::shared_ptr<detail::StreamChannel> ch_;
+  friend MessageStream detail::make_message_stream(detail::StreamHold * hold, Subscription sub) noexcept;
+  MessageStream(detail::StreamHold * hold, Subscription sub) noexcept : hold_(hold), sub_(std::move(sub)) {}
+  detail::StreamHold* hold_ = nullptr;  // a reference to the buffer the subscription fills
   Subscription sub_;
 };
 
@@ -283,8 +288,13 @@ class NatsBus {
   /// JetStream publish; waits for the PubAck. Throws NoStreamError, TimeoutError (outcome
   /// unknown: retry with the same msg_id), PayloadTooLargeError, ClosedError...
   Task<PubAck> publish(BusMessage msg);
-  /// publish(BusMessage::from_json(subject, body, options)).
-  Task<PubAck> publish_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options = {});
+  /// publish(BusMessage::from_json(subject, body, options)). Needs <natbus/json.hpp>.
+  template <class Tag = detail::JsonTag>
+  requires std::same_as<Tag, detail::JsonTag> Task<PubAck> publish_json(std::string_view subject,
+                                                                        const typename detail::needs_natbus_json_hpp<Tag>::json& body,
+                                                                        const MessageOptions& options = {}) {
+    return publish(BusMessage::from_json(subject, body, options));
+  }
   /// publish(BusMessage::from_bytes(subject, data, options)).
   Task<PubAck> publish_bytes(std::string_view subject, std::span<const std::byte> data, const MessageOptions& options = {});
   /// publish(BusMessage::from_bytes(subject, data, options)).
@@ -375,7 +385,13 @@ class NatsBus {
   // ---- replies (on the request's x-reply-on, or x-final-to with .final = true) ----
 
   /// Replies with a JSON body (on the request's x-reply-on, or x-final-to with `.final = true`).
-  Task<void> reply_json(const ReceivedMessage& request, const nlohmann::json& body, const ReplyOptions& options = {});
+  /// Needs <natbus/json.hpp>.
+  template <class Tag = detail::JsonTag>
+  requires std::same_as<Tag, detail::JsonTag> Task<void> reply_json(const ReceivedMessage& request,
+                                                                    const typename detail::needs_natbus_json_hpp<Tag>::json& body,
+                                                                    const ReplyOptions& options = {}) {
+    return reply_json_text(request, detail::needs_natbus_json_hpp<Tag>::dump("reply_json", request.reply_on(), body), options);
+  }
   /// Replies with a text body.
   Task<void> reply_text(const ReceivedMessage& request, std::string_view text, const ReplyOptions& options = {});
   /// Replies with a binary body.
@@ -413,14 +429,12 @@ class NatsBus {
 
  private:
   friend detail::BusCore* detail::bus_core_of(const NatsBus& bus) noexcept;
-  Task<Subscription> push_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                           const PushOptions& options);
-  Task<Subscription> pull_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                           const PullOptions& options);
-  Task<Subscription> subscribe_core_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                           const CoreSubscribeOptions& options, std::string_view op = "subscribe_core");
-  Task<Subscription> ephemeral_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                                const EphemeralOptions& options);
+  Task<void> reply_json_text(const ReceivedMessage& request, std::string json_text, const ReplyOptions& options);
+  Task<Subscription> push_subscribe_erased(std::string_view subject, detail::HandlerPtr handler, const PushOptions& options);
+  Task<Subscription> pull_subscribe_erased(std::string_view subject, detail::HandlerPtr handler, const PullOptions& options);
+  Task<Subscription> subscribe_core_erased(std::string_view subject, detail::HandlerPtr handler, const CoreSubscribeOptions& options,
+                                           std::string_view op = "subscribe_core");
+  Task<Subscription> ephemeral_subscribe_erased(std::string_view subject, detail::HandlerPtr handler, const EphemeralOptions& options);
   detail::BusCore* core_ = nullptr;
 };
 

@@ -28,18 +28,27 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "natbus/task.hpp"
 
 namespace natbus {
 
+class BusMessage;
+struct MessageOptions;
+
 namespace detail {
-/// Defined by <natbus/json.hpp>: JSON payloads, typed handlers and serve() need nlohmann's whole
-/// header, which the other natbus headers leave out (they name nlohmann::json, no more). A
+/// Defined by <natbus/json.hpp>: JSON payloads, typed handlers and serve() need nlohmann's
+/// header, which the other natbus headers leave out (they do not even name nlohmann::json). A
 /// compiler error about this incomplete type means: include <natbus/json.hpp>.
 template <class T>
 struct needs_natbus_json_hpp;
+/// The template argument of natbus' own JSON overloads (they are templates only so that the
+/// type nlohmann::json is looked up where they are used).
+struct JsonTag {};
+/// True for nlohmann::json (<natbus/json.hpp> says so).
+template <class T>
+inline constexpr bool is_nlohmann_json = false;
+/// A message whose payload is JSON text, serialized already (natbus' own code; not API).
+BusMessage json_text_message(std::string_view op, std::string_view subject, std::string_view json_text, const MessageOptions& options);
 }  // namespace detail
 
 /// A header given inline: `{"content-type", "image/jpeg"}`.
@@ -140,12 +149,18 @@ concept ByteRange = requires(const R& r) {
 /// moved from or destroyed.
 class BusMessage {
  public:
-  /// JSON payload (content-type application/json).
-  static BusMessage from_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options = {});
+  /// JSON payload (content-type application/json); a body that cannot be serialized (a string
+  /// that is not UTF-8) is an InvalidArgument. Needs <natbus/json.hpp>.
+  template <class Tag = detail::JsonTag>
+  requires std::same_as<Tag, detail::JsonTag>
+  static BusMessage from_json(std::string_view subject, const typename detail::needs_natbus_json_hpp<Tag>::json& body,
+                              const MessageOptions& options = {}) {
+    return detail::json_text_message("from_json", subject, detail::needs_natbus_json_hpp<Tag>::dump("from_json", subject, body), options);
+  }
   /// Any type nlohmann::json can serialize (a struct with to_json, a map, a vector...).
   /// JSON payloads need <natbus/json.hpp> (or <natbus/natbus.hpp>), which has nlohmann's.
   template <class T>
-  requires(!std::same_as<std::remove_cvref_t<T>, nlohmann::json>) static BusMessage
+  requires(!detail::is_nlohmann_json<std::remove_cvref_t<T>>) static BusMessage
       from_json(std::string_view subject, const T& value, const MessageOptions& options = {}) {
     using Json = typename detail::needs_natbus_json_hpp<T>::json;
     return from_json(subject, Json(value), options);
@@ -237,6 +252,8 @@ class BusMessage {
     auto v = header(name);
     return v ? *v : std::string_view{};
   }
+  friend BusMessage detail::json_text_message(std::string_view op, std::string_view subject, std::string_view json_text,
+                                              const MessageOptions& options);
   static BusMessage make(std::string_view op, std::string_view subject, std::string_view payload, std::string_view default_content_type,
                          const MessageOptions& options);
   /// Re-encodes the header block from `headers` (keeps subject and payload).
@@ -352,12 +369,17 @@ class ReceivedMessage {
   /// The payload as UTF-8 text; DecodeError when it is not valid UTF-8.
   [[nodiscard]] std::string_view as_text() const;
   /// The payload parsed as JSON; DecodeError when it is not.
-  [[nodiscard]] nlohmann::json as_json() const;
+  /// Needs <natbus/json.hpp>.
+  template <class Tag = detail::JsonTag>
+  requires std::same_as<Tag, detail::JsonTag>
+  [[nodiscard]] typename detail::needs_natbus_json_hpp<Tag>::json as_json() const {
+    return detail::needs_natbus_json_hpp<Tag>::parse(subject(), payload());
+  }
   /// The payload decoded into T (any type with a nlohmann from_json); DecodeError on failure.
   template <class T>
-  [[nodiscard]] T as_json() const {
+  requires(!std::same_as<T, detail::JsonTag>) [[nodiscard]] T as_json() const {
     using Json = typename detail::needs_natbus_json_hpp<T>::json;  // include <natbus/json.hpp>
-    Json j = as_json();
+    Json j = detail::needs_natbus_json_hpp<T>::parse(subject(), payload());
     try {
       return j.template get<T>();
     } catch (const typename Json::exception& e) {

@@ -895,10 +895,6 @@ const NatsConfig& NatsBus::config() const noexcept {
 
 Task<PubAck> NatsBus::publish(BusMessage msg) { return publish_impl(Ref<BusCore>(&core_of(core_, "publish")), std::move(msg)); }
 
-Task<PubAck> NatsBus::publish_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options) {
-  return publish(BusMessage::from_json(subject, body, options));
-}
-
 Task<PubAck> NatsBus::publish_bytes(std::string_view subject, std::span<const std::byte> data, const MessageOptions& options) {
   return publish(BusMessage::from_bytes(subject, data, options));
 }
@@ -947,10 +943,11 @@ BusMessage build_reply(const ReceivedMessage& request, const ReplyOptions& o, st
 
 }  // namespace
 
-Task<void> NatsBus::reply_json(const ReceivedMessage& request, const nlohmann::json& body, const ReplyOptions& options) {
+Task<void> NatsBus::reply_json_text(const ReceivedMessage& request, std::string json_text, const ReplyOptions& options) {
   BusCore& core = core_of(core_, "reply_json");
-  BusMessage m = build_reply(request, options, "reply_json",
-                             [&](std::string_view s, const MessageOptions& mo) { return BusMessage::from_json(s, body, mo); });
+  BusMessage m = build_reply(request, options, "reply_json", [&](std::string_view s, const MessageOptions& mo) {
+    return detail::json_text_message("reply_json", s, json_text, mo);
+  });
   return reply_impl(Ref<BusCore>(&core), std::move(m), options.jetstream);
 }
 
@@ -1221,8 +1218,8 @@ Resolved resolve_pull(const NatsConfig& cfg, std::string_view op, std::string_vi
 
 }  // namespace
 
-Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                                  const PushOptions& o) {
+Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, detail::HandlerPtr owned, const PushOptions& o) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
   const std::string_view op = "push_subscribe";
   BusCore& core = core_of(core_, op);
   const NatsConfig& cfg = core.config();
@@ -1254,8 +1251,8 @@ Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, std:
   return push_impl(Ref<BusCore>(&core), std::move(handler), std::move(r));
 }
 
-Task<Subscription> NatsBus::pull_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                                  const PullOptions& o) {
+Task<Subscription> NatsBus::pull_subscribe_erased(std::string_view subject, detail::HandlerPtr owned, const PullOptions& o) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
   const std::string_view op = "pull_subscribe";
   BusCore& core = core_of(core_, op);
   std::chrono::milliseconds heartbeat{0};
@@ -1271,8 +1268,8 @@ Task<PullSubscription> NatsBus::pull_subscribe(std::string_view subject, const P
   return pull_fetch_impl(Ref<BusCore>(&core), std::move(r), o.batch, o.expires, heartbeat);
 }
 
-Task<Subscription> NatsBus::ephemeral_subscribe_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                                       const EphemeralOptions& o) {
+Task<Subscription> NatsBus::ephemeral_subscribe_erased(std::string_view subject, detail::HandlerPtr owned, const EphemeralOptions& o) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
   const std::string_view op = "ephemeral_push_subscribe";
   BusCore& core = core_of(core_, op);
   const NatsConfig& cfg = core.config();

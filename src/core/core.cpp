@@ -150,8 +150,9 @@ Task<ReceivedMessage> NatsBus::request(BusMessage msg, std::chrono::milliseconds
   return request_impl(Ref<BusCore>(&core), std::move(msg), timeout);
 }
 
-Task<Subscription> NatsBus::subscribe_core_erased(std::string_view subject, std::unique_ptr<detail::HandlerBase> handler,
-                                                  const CoreSubscribeOptions& options, std::string_view op) {
+Task<Subscription> NatsBus::subscribe_core_erased(std::string_view subject, detail::HandlerPtr owned, const CoreSubscribeOptions& options,
+                                                  std::string_view op) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
   BusCore& core = core_of(core_, op);
   detail::check(op, "subject", subject, detail::subject_problem(subject, true));
   if (!options.queue.empty()) detail::check(op, "queue", options.queue, detail::queue_problem(options.queue));

@@ -2,6 +2,8 @@
 // subscription's handler parks each message in the buffer and waits while it is full; next()
 // takes them out. Everything runs on the loop thread.
 #include <deque>
+#include <memory>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -37,6 +39,13 @@ struct StreamChannel {
     }
   }
 };
+
+/// What a MessageStream holds: a reference to its channel (the handler holds another).
+struct StreamHold {
+  std::shared_ptr<StreamChannel> ch;
+};
+
+MessageStream make_message_stream(StreamHold* hold, Subscription sub) noexcept { return MessageStream(hold, std::move(sub)); }
 
 namespace {
 
@@ -74,7 +83,8 @@ Task<ReceivedMessage> next_impl(std::shared_ptr<StreamChannel> ch) {
 
 Task<MessageStream> make_stream(Task<Subscription> subscribing, std::shared_ptr<StreamChannel> ch) {
   Subscription sub = co_await std::move(subscribing);
-  co_return MessageStream(std::move(ch), std::move(sub));
+  auto* hold = new StreamHold{std::move(ch)};
+  co_return make_message_stream(hold, std::move(sub));
 }
 
 std::shared_ptr<StreamChannel> new_channel(BusCore& core, std::string_view op, std::size_t buffer) {
@@ -97,20 +107,30 @@ void require_manual_ack(std::optional<bool> manual_ack, std::string_view op) {
 }  // namespace detail
 
 MessageStream::~MessageStream() {
-  if (ch_) ch_->end();
+  if (hold_ != nullptr) hold_->ch->end();
+  delete hold_;
+}
+
+MessageStream& MessageStream::operator=(MessageStream&& other) noexcept {
+  if (this != &other) {
+    detail::StreamHold* old = std::exchange(hold_, std::exchange(other.hold_, nullptr));
+    sub_ = std::move(other.sub_);  // stops the replaced subscription, which ends its channel
+    delete old;
+  }
+  return *this;
 }
 
 Task<ReceivedMessage> MessageStream::next() {
-  if (!ch_) throw InvalidArgument("empty MessageStream (moved from?)", ErrorContext{.operation = "next"});
-  return detail::next_impl(ch_);
+  if (hold_ == nullptr) throw InvalidArgument("empty MessageStream (moved from?)", ErrorContext{.operation = "next"});
+  return detail::next_impl(hold_->ch);
 }
 
 Task<void> MessageStream::close() {
-  if (ch_) ch_->end();
+  if (hold_ != nullptr) hold_->ch->end();
   return sub_.close();
 }
 
-std::size_t MessageStream::buffered() const noexcept { return ch_ ? ch_->buf.size() : 0; }
+std::size_t MessageStream::buffered() const noexcept { return hold_ != nullptr ? hold_->ch->buf.size() : 0; }
 
 Task<MessageStream> NatsBus::messages(std::string_view subject, const PushOptions& options, std::size_t buffer) {
   detail::require_manual_ack(options.manual_ack, "messages");
@@ -118,7 +138,7 @@ Task<MessageStream> NatsBus::messages(std::string_view subject, const PushOption
   PushOptions o = options;
   o.manual_ack = true;
   o.max_concurrency = 1;
-  return detail::make_stream(push_subscribe_erased(subject, std::make_unique<detail::StreamHandler>(ch), o), ch);
+  return detail::make_stream(push_subscribe_erased(subject, detail::HandlerPtr(new detail::StreamHandler(ch)), o), ch);
 }
 
 Task<MessageStream> NatsBus::pull_messages(std::string_view subject, const PullOptions& options, std::size_t buffer) {
@@ -127,7 +147,7 @@ Task<MessageStream> NatsBus::pull_messages(std::string_view subject, const PullO
   PullOptions o = options;
   o.manual_ack = true;
   o.max_concurrency = 1;
-  return detail::make_stream(pull_subscribe_erased(subject, std::make_unique<detail::StreamHandler>(ch), o), ch);
+  return detail::make_stream(pull_subscribe_erased(subject, detail::HandlerPtr(new detail::StreamHandler(ch)), o), ch);
 }
 
 }  // namespace natbus

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "base/util.hpp"
 #include "base/validate.hpp"
@@ -349,16 +348,9 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
   return m;
 }
 
-BusMessage BusMessage::from_json(std::string_view subject, const nlohmann::json& body, const MessageOptions& options) {
-  std::string text;
-  try {
-    text = body.dump();
-  } catch (const nlohmann::json::exception& e) {
-    // nlohmann refuses strings that are not UTF-8 (type_error 316).
-    throw InvalidArgument(fmt::format("body cannot be serialized as JSON: {}", e.what()),
-                          ErrorContext{.operation = "from_json", .subject = std::string(subject)});
-  }
-  return make("from_json", subject, text, kJson, options);
+BusMessage detail::json_text_message(std::string_view op, std::string_view subject, std::string_view json_text,
+                                     const MessageOptions& options) {
+  return BusMessage::make(op, subject, json_text, kJson, options);
 }
 
 BusMessage BusMessage::from_text(std::string_view subject, std::string_view text, const MessageOptions& options) {

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "base/util.hpp"
 #include "base/validate.hpp"
@@ -278,16 +277,6 @@ std::string_view ReceivedMessage::as_text() const {
                       ErrorContext{.operation = "as_text", .subject = std::string(subject())});
   }
   return p;
-}
-
-nlohmann::json ReceivedMessage::as_json() const {
-  const std::string_view p = payload();
-  try {
-    return nlohmann::json::parse(p);
-  } catch (const nlohmann::json::exception& e) {
-    throw DecodeError(fmt::format("payload is not valid JSON: {}", e.what()),
-                      ErrorContext{.operation = "as_json", .subject = std::string(subject())});
-  }
 }
 
 void ReceivedMessage::throw_decode_error(const char* what) const {

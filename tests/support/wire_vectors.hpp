@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "natbus/json.hpp"
 #include "natbus/message.hpp"
 
 namespace natbus::testing {

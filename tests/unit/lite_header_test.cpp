@@ -1,5 +1,5 @@
 // <natbus/lite.hpp> alone is enough to publish and consume text and bytes, and it leaves out
-// nlohmann's header, {fmt} and <functional> (README, "Headers"). This file includes nothing
+// nlohmann's headers (json_fwd too), {fmt}, <functional> and <memory> (README, "Headers"). This file includes nothing
 // else before the checks: it fails to compile when a light header starts to need them.
 #include <natbus/lite.hpp>
 
@@ -11,6 +11,9 @@
 #endif
 #if defined(__GLIBCXX__) && defined(_GLIBCXX_FUNCTIONAL)
 #error "<natbus/lite.hpp> includes <functional>"
+#endif
+#if defined(__GLIBCXX__) && defined(_GLIBCXX_MEMORY)
+#error "<natbus/lite.hpp> includes <memory>"
 #endif
 
 #include <gtest/gtest.h>
@@ -40,7 +43,8 @@ using natbus::Task;
   auto pull = co_await bus.pull_subscribe("lite.pull", on_pull, {.durable = "lite_pull"});
   auto core = co_await bus.subscribe_core("lite.core", on_core);
   auto fetcher = co_await bus.pull_subscribe("lite.fetch", {.durable = "lite_fetch"});
-  for (auto& m : co_await fetcher.fetch(10, std::chrono::seconds(1))) co_await m.ack();
+  auto batch = co_await fetcher.fetch(10, std::chrono::seconds(1));
+  for (auto& m : batch) co_await m.ack();
   auto ack = co_await bus.publish(BusMessage::from_text("lite.push", "hello"));
   (void)ack.sequence;
   auto future = co_await bus.publish_async(BusMessage::from_bytes("lite.pull", std::string_view("bytes")));

@@ -3,7 +3,6 @@
 // are in <natbus/detail/json_handlers.hpp>.
 #pragma once
 
-#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -36,6 +35,22 @@ class HandlerBase {
   HandlerBase& operator=(const HandlerBase&) = default;
 };
 
+/// Owns a handler: a unique_ptr that spares every user file <memory>.
+class HandlerPtr {
+ public:
+  explicit HandlerPtr(HandlerBase* h) noexcept : h_(h) {}
+  HandlerPtr(HandlerPtr&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  HandlerPtr(const HandlerPtr&) = delete;
+  HandlerPtr& operator=(const HandlerPtr&) = delete;
+  HandlerPtr& operator=(HandlerPtr&&) = delete;
+  ~HandlerPtr() { delete h_; }
+  /// Gives up ownership.
+  [[nodiscard]] HandlerBase* release() noexcept { return std::exchange(h_, nullptr); }
+
+ private:
+  HandlerBase* h_;
+};
+
 template <class H>
 class HandlerImpl final : public HandlerBase {
  public:
@@ -54,17 +69,17 @@ template <class H>
 class ServeHandlerImpl;
 
 template <class H>
-std::unique_ptr<HandlerBase> make_handler(H&& h) {
+HandlerPtr make_handler(H&& h) {
   using D = std::decay_t<H>;
   static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
                 "`auto on_msg = [...](natbus::ReceivedMessage m) -> natbus::Task<void> {...};` then pass `on_msg` "
                 "(natbus copies it). See README, 'Compiler notes'.");
-  return std::make_unique<HandlerImpl<D>>(std::forward<H>(h));
+  return HandlerPtr(new HandlerImpl<D>(std::forward<H>(h)));
 }
 
 template <class H>
-std::unique_ptr<HandlerBase> make_serve_handler(H&& h) {
+HandlerPtr make_serve_handler(H&& h) {
   using D = std::decay_t<H>;
   static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
@@ -72,11 +87,11 @@ std::unique_ptr<HandlerBase> make_serve_handler(H&& h) {
                 "`on_request` (natbus copies it). See README, 'Compiler notes'.");
   using Json = typename needs_natbus_json_hpp<D>::json;  // serve() needs <natbus/json.hpp>
   static_assert(sizeof(Json) > 0);
-  return std::make_unique<ServeHandlerImpl<D>>(std::forward<H>(h));
+  return HandlerPtr(new ServeHandlerImpl<D>(std::forward<H>(h)));
 }
 
 template <class T, class H>
-std::unique_ptr<HandlerBase> make_typed_handler(H&& h) {
+HandlerPtr make_typed_handler(H&& h) {
   using D = std::decay_t<H>;
   static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
@@ -84,7 +99,7 @@ std::unique_ptr<HandlerBase> make_typed_handler(H&& h) {
                 "`on_order` (natbus copies it). See README, 'Compiler notes'.");
   using Json = typename needs_natbus_json_hpp<T>::json;  // typed handlers need <natbus/json.hpp>
   static_assert(sizeof(Json) > 0);
-  return std::make_unique<TypedHandlerImpl<T, D>>(std::forward<H>(h));
+  return HandlerPtr(new TypedHandlerImpl<T, D>(std::forward<H>(h)));
 }
 }  // namespace detail
 
