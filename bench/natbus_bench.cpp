@@ -308,7 +308,7 @@ natbus::Task<int> bench(Args a) {
     prefill(a);
     long got = 0;
     long errors = 0;
-    auto handler = [&](natbus::ReceivedMessage m) -> natbus::Task<void> {
+    auto handler = [&](natbus::ReceivedMessage& m) -> natbus::Task<void> {
       try {
         co_await m.ack();
       } catch (const natbus::Error&) {
@@ -338,7 +338,7 @@ natbus::Task<int> bench(Args a) {
     const long rate = rate_env != nullptr ? std::atol(rate_env) : 5000;
     std::vector<std::int64_t> lat;
     lat.reserve(static_cast<std::size_t>(a.n));
-    auto handler = [&](natbus::ReceivedMessage m) -> natbus::Task<void> {
+    auto handler = [&](natbus::ReceivedMessage& m) -> natbus::Task<void> {
       const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
       std::int64_t sent = 0;
       const auto p = m.payload();
@@ -374,7 +374,7 @@ natbus::Task<int> bench(Args a) {
     // Sequential core requests to an echo responder on a second connection (same process).
     natbus::NatsBus responder{cfg};
     co_await responder.connect();
-    auto echo = [&responder](natbus::ReceivedMessage m) -> natbus::Task<void> {
+    auto echo = [&responder](natbus::ReceivedMessage& m) -> natbus::Task<void> {
       auto answer =
           natbus::BusMessage::from_bytes(m.reply(), m.payload(), {.traceparent = traceparent(), .natbus_headers = !bare_messages()});
       co_await responder.publish_core(std::move(answer));

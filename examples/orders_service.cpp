@@ -27,12 +27,12 @@ void print_message(std::string_view kind, const natbus::ReceivedMessage& msg) {
   std::fflush(stdout);
 }
 
-natbus::Task<void> on_push(natbus::ReceivedMessage msg) {
+natbus::Task<void> on_push(natbus::ReceivedMessage& msg) {
   print_message("PUSH", msg);
   co_await msg.ack();
 }
 
-natbus::Task<void> on_pull(natbus::ReceivedMessage msg) {
+natbus::Task<void> on_pull(natbus::ReceivedMessage& msg) {
   print_message("PULL", msg);
   co_await msg.ack();
 }

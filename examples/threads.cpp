@@ -40,7 +40,7 @@ int main() {
   // A consumer and a service on the bus's loop, set up through submit().
   std::atomic<int> handled{0};
   auto setup = bus.submit([&handled](natbus::NatsBus& b) -> natbus::Task<std::pair<natbus::Subscription, natbus::Subscription>> {
-    auto on_job = [&handled](natbus::ReceivedMessage m) -> natbus::Task<void> {
+    auto on_job = [&handled](natbus::ReceivedMessage& m) -> natbus::Task<void> {
       const auto n = m.as_json().at("n").get<unsigned>();
       auto work = [n] { return checksum(n); };
       (void)co_await natbus::offload(work);  // off the loop: four of these run at once

@@ -34,14 +34,14 @@ natbus::Task<int> run_example() {
   co_await bus.connect();
 
   // A service step: what it publishes continues the trace of what it handles (`parent`).
-  auto enrich = [&](natbus::ReceivedMessage m) -> natbus::Task<void> {
+  auto enrich = [&](natbus::ReceivedMessage& m) -> natbus::Task<void> {
     co_await bus.publish_core(natbus::BusMessage::from_text("orders.enriched", "enriched", {.parent = m.trace_context()}));
   };
   auto step = co_await bus.subscribe_core("orders.new", enrich);
   // A service answering requests: serve() continues the request's trace by itself.
   auto on_status = [](natbus::ReceivedMessage&) -> natbus::Task<nlohmann::json> { co_return nlohmann::json{{"status", "ok"}}; };
   auto svc = co_await bus.serve("orders.status", on_status);
-  auto last = [](natbus::ReceivedMessage m) -> natbus::Task<void> {
+  auto last = [](natbus::ReceivedMessage& m) -> natbus::Task<void> {
     fmt::print("enriched message: x-trace-id={} traceparent={}\n", m.trace_id(), m.header("traceparent").value_or(""));
     co_return;
   };

@@ -32,7 +32,7 @@ natbus::Task<int> service() {
     co_await m.ack();
   };
   auto orders = co_await bus.push_subscribe<Order>("typed.orders", on_order, {.durable = "typed_orders"});
-  auto on_dead = [](natbus::ReceivedMessage m) -> natbus::Task<void> {
+  auto on_dead = [](natbus::ReceivedMessage& m) -> natbus::Task<void> {
     fmt::print("dead letter: '{}' reason={}\n", std::string(m.payload()), m.header("x-dead-letter-reason").value_or(""));
     co_await m.ack();
   };

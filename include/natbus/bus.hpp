@@ -26,6 +26,7 @@
 
 #include "natbus/config.hpp"
 #include "natbus/detail/handlers.hpp"
+#include "natbus/detail/key.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
 #include "natbus/metrics.hpp"
@@ -56,10 +57,16 @@ struct PubAck {
   std::string_view domain{};  ///< the JetStream domain (empty: none)
 };
 
-/// A callable taking a ReceivedMessage and returning Task<void>.
+/// A callable taking ReceivedMessage& and returning Task<void>: the handler of push, pull,
+/// ephemeral and core subscriptions, as typed handlers take (T, ReceivedMessage&) and serve()
+/// handlers ReceivedMessage&. The message lives until the handler's task has finished. The
+/// older form, taking ReceivedMessage by value, still works (deprecated: the by-reference form
+/// is the one convention).
 template <class H>
-concept MessageHandler = std::invocable < std::decay_t<H>
-&, ReceivedMessage > &&std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage>, Task<void>>;
+concept MessageHandler = (std::invocable<std::decay_t<H>&, ReceivedMessage&> &&
+                          std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage&>, Task<void>>) ||
+                         (std::invocable<std::decay_t<H>&, ReceivedMessage> &&
+                          std::same_as<std::invoke_result_t<std::decay_t<H>&, ReceivedMessage>, Task<void>>);
 
 /// A callable taking (T, ReceivedMessage&) and returning Task<void>: a typed handler, for
 /// push_subscribe<T> / pull_subscribe<T>. T is any type with a nlohmann from_json.
@@ -77,8 +84,8 @@ concept ServeHandler = std::invocable < std::decay_t<H>
 class [[nodiscard]] PublishFuture {
  public:
   PublishFuture() noexcept = default;
-  /// Library use: the future of one publish.
-  explicit PublishFuture(detail::PubSlot* slot) noexcept : slot_(slot) {}
+  /// natbus' own code: the future of one publish.
+  PublishFuture(detail::LibraryKey /*key*/, detail::PubSlot* slot) noexcept : slot_(slot) {}
   /// Moves the future (the source becomes empty).
   PublishFuture(PublishFuture&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
   PublishFuture& operator=(PublishFuture&& other) noexcept;  ///< Moves the future (the source becomes empty).
@@ -94,8 +101,6 @@ class [[nodiscard]] PublishFuture {
   /// What `co_await future` uses.
   class Awaiter : detail::CancelNode {
    public:
-    /// Library use.
-    explicit Awaiter(detail::PubSlot* slot) noexcept : detail::CancelNode(&Awaiter::on_cancel), slot_(slot) {}
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
     ~Awaiter();
@@ -110,6 +115,8 @@ class [[nodiscard]] PublishFuture {
     PubAck await_resume();
 
    private:
+    friend class PublishFuture;
+    explicit Awaiter(detail::PubSlot* slot) noexcept : detail::CancelNode(&Awaiter::on_cancel), slot_(slot) {}
     bool suspend(std::coroutine_handle<> h, detail::CancelScope* scope) noexcept;
     static void on_cancel(detail::CancelNode* node) noexcept;
     detail::PubSlot* slot_;
@@ -130,8 +137,8 @@ class [[nodiscard]] PublishFuture {
 class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it for as long as messages should arrive")]] Subscription {
  public:
   Subscription() noexcept = default;
-  /// Library use: wraps a subscription core.
-  explicit Subscription(detail::SubCore * core) noexcept;
+  /// natbus' own code: wraps a subscription core.
+  Subscription(detail::LibraryKey key, detail::SubCore * core) noexcept;
   /// Moves the subscription (the source becomes empty).
   Subscription(Subscription && other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
   Subscription& operator=(Subscription&& other) noexcept;  ///< Moves the subscription; the one it replaces stops.
@@ -208,8 +215,8 @@ class [[nodiscard("a MessageStream stops delivery when it is destroyed: keep it 
 class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and call fetch() on it")]] PullSubscription {
  public:
   PullSubscription() noexcept = default;
-  /// Library use: wraps a pull consumer core.
-  explicit PullSubscription(detail::PullCore * core) noexcept;
+  /// natbus' own code: wraps a pull consumer core.
+  PullSubscription(detail::LibraryKey key, detail::PullCore * core) noexcept;
   /// Moves the subscription (the source becomes empty).
   PullSubscription(PullSubscription && other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
   PullSubscription& operator=(PullSubscription&& other) noexcept;  ///< Moves the subscription; the one it replaces stops.

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "natbus/detail/key.hpp"
 #include "natbus/task.hpp"
 
 namespace natbus {
@@ -294,15 +295,15 @@ struct [[nodiscard]] Sent {
 /// accessors are views into it (valid while the ReceivedMessage lives). Use it on the loop
 /// thread only.
 ///
-///   natbus::Task<void> on_order(natbus::ReceivedMessage msg) {
+///   natbus::Task<void> on_order(natbus::ReceivedMessage& msg) {
 ///     auto order = msg.as_json<Order>();
 ///     co_await msg.ack();
 ///   }
 class ReceivedMessage {
  public:
   ReceivedMessage() noexcept = default;
-  /// Library use: adopts a received message.
-  explicit ReceivedMessage(detail::MsgImpl* impl) noexcept : impl_(impl) {}
+  /// natbus' own code: adopts a reference to a received message.
+  ReceivedMessage(detail::LibraryKey /*key*/, detail::MsgImpl* impl) noexcept : impl_(impl) {}
   /// Moves the message (the source becomes empty).
   ReceivedMessage(ReceivedMessage&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
   ReceivedMessage& operator=(ReceivedMessage&& other) noexcept;  ///< Moves the message; the one it replaces is released (not acked).

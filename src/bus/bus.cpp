@@ -1162,7 +1162,7 @@ Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   core->retry_backoff_ = r.retry_backoff;
   core->retry_backoff_steps_ = std::move(r.retry_backoff_steps);
   co_await core->start(std::move(r.spec));
-  co_return Subscription(core.get());
+  co_return Subscription(detail::kLibrary, core.get());
 }
 
 Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, Resolved r, int batch,
@@ -1176,7 +1176,7 @@ Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
   core->retry_backoff_ = r.retry_backoff;
   core->retry_backoff_steps_ = std::move(r.retry_backoff_steps);
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
-  co_return Subscription(core.get());
+  co_return Subscription(detail::kLibrary, core.get());
 }
 
 Task<PullSubscription> pull_fetch_impl(Ref<BusCore> bus, Resolved r, int batch, std::chrono::milliseconds expires,
@@ -1186,7 +1186,7 @@ Task<PullSubscription> pull_fetch_impl(Ref<BusCore> bus, Resolved r, int batch, 
   auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), nullptr));
   core->manual_ack_ = true;
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
-  co_return PullSubscription(core.get());
+  co_return PullSubscription(detail::kLibrary, core.get());
 }
 
 Resolved resolve_pull(const NatsConfig& cfg, std::string_view op, std::string_view subject, const PullOptions& o,
@@ -1292,7 +1292,7 @@ Task<Subscription> NatsBus::ephemeral_subscribe_erased(std::string_view subject,
 
 // ---- Subscription ----
 
-Subscription::Subscription(detail::SubCore* core) noexcept : core_(core) {
+Subscription::Subscription(detail::LibraryKey /*key*/, detail::SubCore* core) noexcept : core_(core) {
   if (core_ != nullptr) {
     core_->add_ref();
     core_->add_handle();
@@ -1344,7 +1344,7 @@ std::uint64_t Subscription::delivered() const noexcept { return core_ != nullptr
 
 // ---- PullSubscription ----
 
-PullSubscription::PullSubscription(detail::PullCore* core) noexcept : core_(core) {
+PullSubscription::PullSubscription(detail::LibraryKey /*key*/, detail::PullCore* core) noexcept : core_(core) {
   if (core_ != nullptr) {
     core_->add_ref();
     core_->add_handle();

@@ -102,7 +102,7 @@ Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::Handl
   auto core = Ref<detail::CoreSubCore>::adopt(new detail::CoreSubCore(bus.get(), std::move(handler)));
   core->max_concurrency_ = max_concurrency;
   co_await core->start(std::move(subject), std::move(queue), std::move(op));
-  co_return Subscription(core.get());
+  co_return Subscription(detail::kLibrary, core.get());
 }
 
 Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono::milliseconds timeout) {
@@ -124,7 +124,7 @@ Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono
     default:
       throw ClosedError("the connection closed before the reply came", ctx());
   }
-  ReceivedMessage answer(new detail::MsgImpl(std::move(reply), bus.get()));
+  ReceivedMessage answer(detail::kLibrary, new detail::MsgImpl(std::move(reply), bus.get()));
   if (auto err = answer.header("x-error")) throw RemoteError(std::string(*err), ctx());
   co_return answer;
 }

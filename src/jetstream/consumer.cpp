@@ -478,19 +478,20 @@ Detached run_handler(Ref<SubCore> sub, MsgHold hold) {
   TraceContext incoming{};
   if (hooks.on_handler_start != nullptr || hooks.on_handler_end != nullptr) {
     hold.get()->add_ref();
-    const ReceivedMessage view(hold.get());  // released before the handler runs
+    const ReceivedMessage view(kLibrary, hold.get());  // released before the handler runs
     incoming = view.trace_context();
     if (hooks.on_handler_start != nullptr) hooks.on_handler_start(view, incoming, hooks.user);
   }
   try {
     hold.get()->add_ref();
-    co_await sub->handler().invoke(ReceivedMessage(hold.get()));
+    ReceivedMessage msg(kLibrary, hold.get());  // lives until the handler has finished
+    co_await sub->handler().invoke(msg);
   } catch (...) {
     error = std::current_exception();
   }
   if (hooks.on_handler_end != nullptr) {
     hold.get()->add_ref();
-    const ReceivedMessage view(hold.get());
+    const ReceivedMessage view(kLibrary, hold.get());
     hooks.on_handler_end(view, incoming, error, hooks.user);
   }
   if (sub->wants_dead_letter(*hold.get(), error)) co_await sub->dead_letter(*hold.get(), error);
@@ -563,7 +564,7 @@ bool SubCore::wants_dead_letter(const MsgImpl& msg, const std::exception_ptr& er
 Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
   Ref<SubCore> keep(this);
   msg.add_ref();
-  const ReceivedMessage m(&msg);
+  const ReceivedMessage m(kLibrary, &msg);
   const auto md = m.metadata();
   const std::string reason = is_poison(error) ? "payload cannot be decoded"
                              : error          ? "handler failed on the last delivery"

@@ -252,7 +252,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
     slot->ack.duplicate = true;
     ++counters_.publish.acked;
     ++counters_.publish.duplicates;
-    co_return PublishFuture(slot);
+    co_return PublishFuture(kLibrary, slot);
   }
   const auto size = msg.wire_size();
   if (const auto max = max_payload(); max > 0 && size > static_cast<std::size_t>(max)) {
@@ -283,7 +283,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   ++counters_.publish.published;
   slot->sent_at = Clock::now();
   slot->add_ref();  // reference for the future
-  co_return PublishFuture(slot);
+  co_return PublishFuture(kLibrary, slot);
 }
 
 Task<void> BusCore::publish_async_complete(std::chrono::milliseconds timeout) {

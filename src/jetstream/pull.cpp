@@ -260,7 +260,7 @@ void PullCore::pump() noexcept {
       }
     } else {
       try {
-        fetch_->msgs.emplace_back(new MsgImpl(std::move(m), bus_.get()));
+        fetch_->msgs.emplace_back(kLibrary, new MsgImpl(std::move(m), bus_.get()));
       } catch (const std::bad_alloc&) {
         fetch_->error = std::current_exception();
         fetch_->finished = true;

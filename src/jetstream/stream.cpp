@@ -52,7 +52,7 @@ namespace {
 class StreamHandler final : public HandlerBase {
  public:
   explicit StreamHandler(std::shared_ptr<StreamChannel> ch) : ch_(std::move(ch)) {}
-  Task<void> invoke(ReceivedMessage msg) override {
+  Task<void> invoke(ReceivedMessage& msg) override {
     // Holding the channel in the frame: the handler may outlive the stream object.
     const std::shared_ptr<StreamChannel> ch = ch_;
     while (!ch->closed && ch->buf.size() >= ch->capacity) co_await WaitOn(ch->writers);

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/key.hpp"
 #include "base/ref.hpp"
 #include "natbus/message.hpp"
 #include "natbus/task.hpp"

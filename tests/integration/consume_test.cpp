@@ -28,8 +28,6 @@ NatsConfig consume_config(const NatsServer& server, const std::string& stream, c
   return c;
 }
 
-/// Polls `pred` on the loop every 10 ms until it holds or `timeout` passes.
-
 Task<void> publish_n(NatsBus& bus, const std::string& subject, int n, int first = 0) {
   for (int i = first; i < first + n; ++i) {
     auto msg = BusMessage::from_text(subject, std::to_string(i));
@@ -1016,3 +1014,45 @@ TEST(Example, OrdersServiceRunsEndToEnd) {
   EXPECT_EQ(service.output().back(), "CLOSED");
 }
 #endif
+
+// The one handler convention: every subscription kind takes the message by reference, and the
+// message stays valid across the handler's suspensions until its task has finished.
+TEST(Consume, HandlersTakeTheMessageByReferenceOnEveryKind) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{consume_config(server, "BYREF", "byref.*")};
+    co_await bus.connect();
+    std::set<std::string> seen;
+    auto record = [&seen](std::string_view kind, ReceivedMessage& m) -> Task<void> {
+      co_await natbus::sleep(20ms);  // suspended: `m` must still be the message afterwards
+      seen.insert(std::string(kind) + " " + std::string(m.as_text()));
+      if (m.is_jetstream()) co_await m.ack();
+    };
+    auto on_push = [&](ReceivedMessage& m) -> Task<void> { co_await record("push", m); };
+    auto on_pull = [&](ReceivedMessage& m) -> Task<void> { co_await record("pull", m); };
+    auto on_ephemeral = [&](ReceivedMessage& m) -> Task<void> { co_await record("ephemeral", m); };
+    auto on_core = [&](ReceivedMessage& m) -> Task<void> { co_await record("core", m); };
+    auto push = co_await bus.push_subscribe("byref.push", on_push, {.durable = "byref_push"});
+    auto pull = co_await bus.pull_subscribe("byref.pull", on_pull, {.durable = "byref_pull"});
+    auto ephemeral = co_await bus.ephemeral_push_subscribe("byref.eph", on_ephemeral, {.deliver_policy = natbus::DeliverPolicy::all});
+    auto core = co_await bus.subscribe_core("core.byref", on_core);
+    co_await publish_n(bus, "byref.push", 1);
+    co_await publish_n(bus, "byref.pull", 1);
+    co_await publish_n(bus, "byref.eph", 1);
+    auto plain = BusMessage::from_text("core.byref", "0");
+    co_await bus.publish_core(std::move(plain));
+    EXPECT_TRUE(co_await eventually([&] { return seen.size() == 4; }, 10s));
+    EXPECT_EQ(seen, (std::set<std::string>{"push 0", "pull 0", "ephemeral 0", "core 0"}));
+    // The acks made through the references reached the server.
+    for (const char* durable : {"byref_push", "byref_pull"}) {
+      bool acked = false;
+      for (int i = 0; i < 100 && !acked; ++i) {
+        const auto info = co_await bus.consumer_info("BYREF", durable);
+        acked = info.num_ack_pending == 0 && info.ack_floor_stream_sequence > 0;
+        if (!acked) co_await natbus::sleep(20ms);
+      }
+      EXPECT_TRUE(acked) << durable;
+    }
+    co_await bus.close();
+  }());
+}

@@ -33,9 +33,9 @@ using natbus::Task;
 // Every kind of subscription, publish, request and reply, written against the light header
 // only: the handler templates must instantiate without nlohmann's header.
 [[maybe_unused]] Task<void> light_service(NatsBus& bus) {
-  auto on_push = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };
-  auto on_pull = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };
-  auto on_core = [](ReceivedMessage m) -> Task<void> {
+  auto on_push = [](ReceivedMessage& m) -> Task<void> { co_await m.ack(); };
+  auto on_pull = [](ReceivedMessage m) -> Task<void> { co_await m.ack(); };  // the older by-value form
+  auto on_core = [](ReceivedMessage& m) -> Task<void> {
     (void)m.as_text();
     co_return;
   };

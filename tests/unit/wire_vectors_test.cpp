@@ -27,7 +27,7 @@ ReceivedMessage received(const std::string& subject, const std::vector<std::pair
     throw std::runtime_error("natsMsg_Create failed");
   }
   for (const auto& [k, v] : headers) natsMsgHeader_Add(m, k.c_str(), v.c_str());
-  return ReceivedMessage(new natbus::detail::MsgImpl(natbus::detail::MsgPtr(m), nullptr));
+  return ReceivedMessage(natbus::detail::kLibrary, new natbus::detail::MsgImpl(natbus::detail::MsgPtr(m), nullptr));
 }
 
 std::vector<std::pair<std::string, std::string>> header_pairs(const BusMessage& m) {

@@ -25,7 +25,8 @@ struct PubSlot;
 class HandlerBase {
  public:
   virtual ~HandlerBase() = default;
-  virtual Task<void> invoke(ReceivedMessage msg) = 0;
+  /// Handles `msg`, which the caller keeps alive until the returned task has finished.
+  virtual Task<void> invoke(ReceivedMessage& msg) = 0;
   /// The subscription stopped (unsubscribe, close, bus closing).
   virtual void on_stop() noexcept {}
 
@@ -55,7 +56,13 @@ template <class H>
 class HandlerImpl final : public HandlerBase {
  public:
   explicit HandlerImpl(H h) : handler_(std::move(h)) {}
-  Task<void> invoke(ReceivedMessage msg) override { return handler_(std::move(msg)); }
+  Task<void> invoke(ReceivedMessage& msg) override {
+    if constexpr (std::is_invocable_v<H&, ReceivedMessage&&>) {
+      return handler_(std::move(msg));  // the older by-value form (or const&)
+    } else {
+      return handler_(msg);
+    }
+  }
 
  private:
   H handler_;
@@ -73,7 +80,7 @@ HandlerPtr make_handler(H&& h) {
   using D = std::decay_t<H>;
   static_assert(!(kRejectOwningTemporaryHandlers && std::is_rvalue_reference_v<H&&> && !std::is_trivially_destructible_v<D>),
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
-                "`auto on_msg = [...](natbus::ReceivedMessage m) -> natbus::Task<void> {...};` then pass `on_msg` "
+                "`auto on_msg = [...](natbus::ReceivedMessage& m) -> natbus::Task<void> {...};` then pass `on_msg` "
                 "(natbus copies it). See README, 'Compiler notes'.");
   return HandlerPtr(new HandlerImpl<D>(std::forward<H>(h)));
 }
@@ -85,8 +92,7 @@ HandlerPtr make_serve_handler(H&& h) {
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
                 "`auto on_request = [...](natbus::ReceivedMessage& m) -> natbus::Task<nlohmann::json> {...};` then pass "
                 "`on_request` (natbus copies it). See README, 'Compiler notes'.");
-  using Json = typename needs_natbus_json_hpp<D>::json;  // serve() needs <natbus/json.hpp>
-  static_assert(sizeof(Json) > 0);
+  static_assert(std::is_class_v<typename needs_natbus_json_hpp<D>::json>, "serve() needs <natbus/json.hpp>");
   return HandlerPtr(new ServeHandlerImpl<D>(std::forward<H>(h)));
 }
 
@@ -97,8 +103,7 @@ HandlerPtr make_typed_handler(H&& h) {
                 "natbus: GCC < 13 destroys a lambda temporary inside co_await twice. Name the handler first: "
                 "`auto on_order = [...](Order o, natbus::ReceivedMessage& m) -> natbus::Task<void> {...};` then pass "
                 "`on_order` (natbus copies it). See README, 'Compiler notes'.");
-  using Json = typename needs_natbus_json_hpp<T>::json;  // typed handlers need <natbus/json.hpp>
-  static_assert(sizeof(Json) > 0);
+  static_assert(std::is_class_v<typename needs_natbus_json_hpp<T>::json>, "typed handlers need <natbus/json.hpp>");
   return HandlerPtr(new TypedHandlerImpl<T, D>(std::forward<H>(h)));
 }
 }  // namespace detail

@@ -24,7 +24,7 @@ template <class T, class H>
 class TypedHandlerImpl final : public HandlerBase {
  public:
   explicit TypedHandlerImpl(H h) : handler_(std::move(h)) {}
-  Task<void> invoke(ReceivedMessage msg) override {
+  Task<void> invoke(ReceivedMessage& msg) override {
     std::optional<T> value;
     std::string error;
     try {
@@ -50,7 +50,7 @@ template <class H>
 class ServeHandlerImpl final : public HandlerBase {
  public:
   explicit ServeHandlerImpl(H h) : handler_(std::move(h)) {}
-  Task<void> invoke(ReceivedMessage msg) override {
+  Task<void> invoke(ReceivedMessage& msg) override {
     nlohmann::json body;
     std::string error;
     try {
