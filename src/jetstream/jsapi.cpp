@@ -6,35 +6,12 @@
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
+#include "jetstream/server_errors.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {
 
 namespace {
-
-[[noreturn]] void throw_api_error(const nlohmann::json& err, ErrorContext ctx) {
-  const int code = err.value("code", 0);
-  const int js = err.value("err_code", 0);
-  std::string desc = err.value("description", std::string("unknown error"));
-  ctx.js_code = js;
-  ctx.api_code = code;
-  ctx.server_text = desc;
-  switch (js) {
-    case 10059:  // stream not found
-    case 10014:  // consumer not found
-    case 10037:  // no message found
-      throw NotFoundError(desc, std::move(ctx));
-    case 10039:  // JetStream not enabled for account
-    case 10076:  // JetStream not enabled
-      throw JetStreamNotEnabledError(desc + " (enable JetStream on the server, or for this account)", std::move(ctx));
-    case 10065:  // subjects overlap with an existing stream
-      throw JetStreamError(desc + ": another stream already captures these subjects", std::move(ctx));
-    default:
-      break;
-  }
-  if (code == 404) throw NotFoundError(desc, std::move(ctx));
-  throw JetStreamError(desc, std::move(ctx));
-}
 
 template <class D>
 std::int64_t ns(D d) {
@@ -81,7 +58,7 @@ Task<nlohmann::json> BusCore::js_request(std::string subject, std::string body, 
     ctx.server_text = std::string(data == nullptr ? "" : data, std::min<std::size_t>(len, 200));
     throw Error(errc::protocol, fmt::format("unreadable JetStream API answer on {}", subject), std::move(ctx));
   }
-  if (auto it = j.find("error"); it != j.end() && it->is_object()) throw_api_error(*it, std::move(ctx));
+  if (auto it = j.find("error"); it != j.end() && it->is_object()) throw_server_error(*it, std::move(ctx), ServerErrorSource::api);
   co_return j;
 }
 

@@ -9,6 +9,7 @@
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/puback.hpp"
+#include "jetstream/server_errors.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {
@@ -107,15 +108,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
           ctx.server_text = std::string(body.substr(0, 200));
           throw Error(errc::protocol, "unreadable PubAck", ctx);
         }
-        if (auto it = j.find("error"); it != j.end() && it->is_object()) {
-          ctx.js_code = it->value("err_code", 0);
-          ctx.api_code = it->value("code", 0);
-          ctx.server_text = it->value("description", std::string("unknown error"));
-          if (ctx.api_code == 503) {
-            throw NoStreamError("JetStream is temporarily unavailable for this stream (leader election?): retry with the same msg_id", ctx);
-          }
-          throw JetStreamError(ctx.server_text, ctx);
-        }
+        if (auto it = j.find("error"); it != j.end() && it->is_object()) throw_server_error(*it, ctx, ServerErrorSource::puback);
         ack.stream = intern(j.value("stream", std::string()));
         ack.sequence = j.value("seq", std::uint64_t{0});
         ack.duplicate = j.value("duplicate", false);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "jetstream/consumer.hpp"
+#include "jetstream/server_errors.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {
@@ -187,10 +188,7 @@ void PullCore::on_status(natsMsg* m) noexcept {
       ctx.operation = "fetch";
       ctx.stream = stream_;
       ctx.durable = durable_;
-      ctx.server_text = fmt::format("{} {}", code, desc);
-      fetch_->error = std::make_exception_ptr(
-          code == "503" ? Error(errc::not_found, "no JetStream consumer answered the pull request (consumer or stream deleted?)", ctx)
-                        : Error(errc::jetstream, fmt::format("pull request refused: {} {}", code, desc), ctx));
+      fetch_->error = pull_status_error(code, desc, std::move(ctx));
     }
   }
   if (leadership) {
