@@ -1137,6 +1137,16 @@ void resolve_durable_fields(const NatsConfig& cfg, std::string_view op, std::str
   }
 }
 
+detail::DeliverySettings delivery_of(Resolved& r) {
+  detail::DeliverySettings s;
+  s.manual_ack = r.manual_ack;
+  s.max_concurrency = r.max_concurrency;
+  s.dead_letter_subject = std::move(r.dead_letter_subject);
+  s.retry_backoff = r.retry_backoff;
+  s.retry_backoff_steps = std::move(r.retry_backoff_steps);
+  return s;
+}
+
 Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, Resolved r) {
   bus->ensure_open(r.spec.op);
   r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
@@ -1155,12 +1165,8 @@ Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
                             std::move(ctx));
     }
   }
-  auto core = Ref<detail::PushCore>::adopt(new detail::PushCore(bus.get(), std::move(handler)));
-  core->manual_ack_ = r.manual_ack;
-  core->max_concurrency_ = r.max_concurrency;
-  core->dead_letter_subject_ = std::move(r.dead_letter_subject);
-  core->retry_backoff_ = r.retry_backoff;
-  core->retry_backoff_steps_ = std::move(r.retry_backoff_steps);
+  detail::DeliverySettings settings = delivery_of(r);
+  auto core = Ref<detail::PushCore>::adopt(new detail::PushCore(bus.get(), std::move(handler), std::move(settings)));
   co_await core->start(std::move(r.spec));
   co_return Subscription(detail::kLibrary, core.get());
 }
@@ -1169,12 +1175,8 @@ Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
                              std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat) {
   bus->ensure_open(r.spec.op);
   r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
-  auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), std::move(handler)));
-  core->manual_ack_ = r.manual_ack;
-  core->max_concurrency_ = r.max_concurrency;
-  core->dead_letter_subject_ = std::move(r.dead_letter_subject);
-  core->retry_backoff_ = r.retry_backoff;
-  core->retry_backoff_steps_ = std::move(r.retry_backoff_steps);
+  detail::DeliverySettings settings = delivery_of(r);
+  auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), std::move(handler), std::move(settings)));
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
   co_return Subscription(detail::kLibrary, core.get());
 }
@@ -1183,8 +1185,7 @@ Task<PullSubscription> pull_fetch_impl(Ref<BusCore> bus, Resolved r, int batch, 
                                        std::chrono::milliseconds heartbeat) {
   bus->ensure_open(r.spec.op);
   r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
-  auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), nullptr));
-  core->manual_ack_ = true;
+  auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), nullptr));  // fetch: the caller acks
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
   co_return PullSubscription(detail::kLibrary, core.get());
 }

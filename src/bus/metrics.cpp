@@ -40,11 +40,11 @@ MetricsSnapshot NatsBus::metrics() const {
     m.durable = s->durable();
     m.queue = s->queue();
     m.delivered = s->delivered();
-    m.redelivered = s->redelivered_;
-    m.handler_errors = s->handler_errors_;
+    m.redelivered = s->redelivered();
+    m.handler_errors = s->handler_errors();
     m.in_flight = static_cast<std::uint64_t>(s->running());
     m.dropped = s->dropped();
-    m.handler_seconds = s->handler_seconds_;
+    m.handler_seconds = s->handler_seconds();
     out.subscriptions.push_back(std::move(m));
   }
   return out;

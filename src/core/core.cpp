@@ -99,8 +99,9 @@ namespace {
 
 Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, std::string subject, std::string queue,
                                  int max_concurrency, std::string op) {
-  auto core = Ref<detail::CoreSubCore>::adopt(new detail::CoreSubCore(bus.get(), std::move(handler)));
-  core->max_concurrency_ = max_concurrency;
+  detail::DeliverySettings settings;
+  settings.max_concurrency = max_concurrency;
+  auto core = Ref<detail::CoreSubCore>::adopt(new detail::CoreSubCore(bus.get(), std::move(handler), std::move(settings)));
   co_await core->start(std::move(subject), std::move(queue), std::move(op));
   co_return Subscription(detail::kLibrary, core.get());
 }

@@ -176,7 +176,14 @@ Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
 
 // ---- SubCore ----------------------------------------------------------------------------------
 
-SubCore::SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler) : bus_(bus), handler_(std::move(handler)) {}
+SubCore::SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler, DeliverySettings settings)
+    : manual_ack_(settings.manual_ack),
+      max_concurrency_(settings.max_concurrency),
+      dead_letter_subject_(std::move(settings.dead_letter_subject)),
+      retry_backoff_(settings.retry_backoff),
+      retry_backoff_steps_(std::move(settings.retry_backoff_steps)),
+      bus_(bus),
+      handler_(std::move(handler)) {}
 
 SubCore::~SubCore() {
   if (sub_ != nullptr) {

@@ -62,10 +62,19 @@ struct ConsumerSpec {
 Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec);
 ConsumerInfo parse_consumer_info(nlohmann::json j);
 
+/// How a subscription runs its handlers, fixed when it is made.
+struct DeliverySettings {
+  bool manual_ack = true;  // false: natbus acks after the handler returns
+  int max_concurrency = 1;
+  std::string dead_letter_subject;  // empty: none
+  RetryBackoff retry_backoff{};
+  std::vector<std::chrono::milliseconds> retry_backoff_steps;
+};
+
 /// A handler-driven (or fetch-driven) subscription. Base of push and pull.
 class SubCore : public RefCounted, public MsgSink {
  public:
-  SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler);
+  SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler, DeliverySettings settings = {});
   ~SubCore() override;
 
   // Handle bookkeeping: the subscription stops when its last Subscription handle goes.
@@ -105,6 +114,19 @@ class SubCore : public RefCounted, public MsgSink {
   void handler_done(MsgImpl* msg, const std::exception_ptr& error) noexcept;
   HandlerBase& handler() noexcept { return *handler_; }
 
+  // Metrics (loop thread).
+  [[nodiscard]] std::uint64_t redelivered() const noexcept { return redelivered_; }
+  [[nodiscard]] std::uint64_t handler_errors() const noexcept { return handler_errors_; }
+  [[nodiscard]] const Histogram& handler_seconds() const noexcept { return handler_seconds_; }
+
+  /// True when `error` (or the handler's own nak) happened on the message's last allowed
+  /// delivery and a dead-letter subject is set.
+  [[nodiscard]] bool wants_dead_letter(const MsgImpl& msg, const std::exception_ptr& error) const;
+  /// Publishes the message to the dead-letter subject and terminates it (loop thread).
+  Task<void> dead_letter(MsgImpl& msg, std::exception_ptr error);
+
+ protected:
+  // Set by the kind's start() (what the subscription is on) and by the constructor (how it runs).
   std::string subject_;
   std::string stream_;
   std::string durable_;
@@ -114,19 +136,11 @@ class SubCore : public RefCounted, public MsgSink {
   std::string dead_letter_subject_;
   RetryBackoff retry_backoff_{};
   std::vector<std::chrono::milliseconds> retry_backoff_steps_;
-  int max_deliver_ = -1;
-  // Metrics (loop thread).
+  int max_deliver_ = -1;  // as the server has it (read back after ensure_consumer)
   std::uint64_t redelivered_ = 0;
   std::uint64_t handler_errors_ = 0;
-  Histogram handler_seconds_;  // as the server has it (read back after ensure_consumer)
+  Histogram handler_seconds_;
 
-  /// True when `error` (or the handler's own nak) happened on the message's last allowed
-  /// delivery and a dead-letter subject is set.
-  [[nodiscard]] bool wants_dead_letter(const MsgImpl& msg, const std::exception_ptr& error) const;
-  /// Publishes the message to the dead-letter subject and terminates it (loop thread).
-  Task<void> dead_letter(MsgImpl& msg, std::exception_ptr error);
-
- protected:
   /// Starts a handler for `m` (loop thread).
   void dispatch(MsgPtr m);
   /// Subscribes (synchronously) to wire_subject_ / wire_queue_ on `nc` with the pending limits.
