@@ -10,6 +10,7 @@
 
 #include "message/msg_impl.hpp"
 #include "natbus/error.hpp"
+#include "natbus/json.hpp"
 #include "natbus/message.hpp"
 
 namespace {
@@ -51,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (k.empty() || k.find('\0') != std::string::npos || v.find('\0') != std::string::npos) continue;
     natsMsgHeader_Add(raw, k.c_str(), v.c_str());
   }
-  natbus::ReceivedMessage m(new natbus::detail::MsgImpl(natbus::detail::MsgPtr(raw), nullptr));
+  natbus::ReceivedMessage m(natbus::detail::kLibrary, new natbus::detail::MsgImpl(natbus::detail::MsgPtr(raw), nullptr));
   (void)m.subject();
   (void)m.reply();
   (void)m.raw_payload();
