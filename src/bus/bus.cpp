@@ -642,8 +642,7 @@ void BusCore::close_now() noexcept {
     closed_waiters_.wake_all(*loop_);
     connect_done_.wake_all(*loop_);
     handlers_idle_.wake_all(*loop_);
-    pub_all_settled_.wake_all(*loop_);
-    pub_window_.wake_all(*loop_);
+    publishes_.wake_all(*loop_);
   }
 }
 
@@ -681,7 +680,9 @@ Task<void> BusCore::close() {
   const auto started = Clock::now();
   const auto deadline = saturating_deadline(cfg_.drain_timeout);
   log(LogLevel::info, "bus_closing",
-      {{"name", cfg_.name}, {"handlers_running", std::to_string(handlers_running_)}, {"publishes_pending", std::to_string(pub_inflight_)}});
+      {{"name", cfg_.name},
+       {"handlers_running", std::to_string(handlers_running_)},
+       {"publishes_pending", std::to_string(publishes_.in_flight())}});
   // 1. No handler starts from now on; messages received but not started are nak'ed.
   {
     std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
@@ -700,11 +701,11 @@ Task<void> BusCore::close() {
     }
   }
   // 3. Publishes waiting for their PubAck.
-  while (pub_inflight_ > 0 && state_ == State::closing) {
+  while (publishes_.in_flight() > 0 && state_ == State::closing) {
     // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
-    const bool woken = co_await WaitUntil(pub_all_settled_, deadline);
+    const bool woken = co_await WaitUntil(publishes_.all_settled(), deadline);
     if (!woken) {
-      log(LogLevel::warn, "bus_drain_timeout", {{"publishes_pending", std::to_string(pub_inflight_)}});
+      log(LogLevel::warn, "bus_drain_timeout", {{"publishes_pending", std::to_string(publishes_.in_flight())}});
       break;
     }
   }

@@ -23,6 +23,7 @@
 
 #include "base/ref.hpp"
 #include "base/util.hpp"
+#include "jetstream/publish_tracker.hpp"
 #include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
@@ -84,7 +85,7 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] Counters& counters() noexcept { return counters_; }
   [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
   [[nodiscard]] const std::vector<SubCore*>& subscriptions() const noexcept { return subs_; }
-  [[nodiscard]] std::size_t publishes_in_flight() const noexcept { return pub_inflight_; }
+  [[nodiscard]] std::size_t publishes_in_flight() const noexcept { return publishes_.in_flight(); }
   /// Throws ClosedError naming `operation` unless the bus is open.
   void ensure_open(std::string_view operation) const;
   /// Like ensure_open, but also allowed while closing (acks of running handlers).
@@ -121,8 +122,8 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   // ---- JetStream publishing (publish.cpp) ----
   Task<PublishFuture> publish_async(BusMessage msg);
   Task<void> publish_async_complete(std::chrono::milliseconds timeout);
-  void publish_settled() noexcept;  // one PubAck (or error) arrived
-  [[nodiscard]] std::size_t pending_publishes() const noexcept { return pub_inflight_; }
+  [[nodiscard]] std::size_t pending_publishes() const noexcept { return publishes_.in_flight(); }
+  [[nodiscard]] PublishTracker& publishes() noexcept { return publishes_; }
 
   // ---- JetStream API (jsapi.cpp) ----
   [[nodiscard]] std::string api_subject(std::string_view suffix) const;
@@ -165,11 +166,6 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] std::size_t max_decompressed_size() const noexcept override { return cfg_.max_decompressed_size; }
   [[nodiscard]] Mux& ack_mux() noexcept override { return mux_; }
   [[nodiscard]] std::chrono::milliseconds ack_sync_timeout() const noexcept override { return cfg_.js_api_timeout; }
-  /// True when a stream has acknowledged a publish to `subject` (and no 503 came since).
-  [[nodiscard]] bool stream_known(std::string_view subject) const noexcept {
-    return stream_subjects_.find(subject) != stream_subjects_.end();
-  }
-  void learn_stream_subject(std::string_view subject);
 
   /// Max payload the server accepts (from its INFO).
   [[nodiscard]] std::int64_t max_payload() const noexcept;
@@ -212,9 +208,6 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   /// `text` with the password and token replaced by "***".
   [[nodiscard]] std::string scrub(std::string text) const;
 
-  friend struct PubSlot;
-  friend class PublishWindow;
-
   NatsConfig cfg_;
   std::vector<std::string> servers_;     // configured, in the order tried
   std::vector<std::string> discovered_;  // announced by the cluster (connect_urls)
@@ -234,29 +227,15 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   bool sinks_dirty_ = false;
   int pumping_sinks_ = 0;
   Mux mux_;  // after sinks_: its destructor removes its sink
-  /// Subjects a stream has acknowledged: their publishes take the Mux's fast lane.
-  std::unordered_set<std::string, StringHash, std::equal_to<>> stream_subjects_;
   std::vector<SubCore*> subs_;
   Counters counters_;
   std::vector<PullCore*> pulls_;
   std::size_t handlers_running_ = 0;
   WaitList handlers_idle_;
-  std::size_t pub_inflight_ = 0;
-  WaitList pub_window_;
-  WaitList pub_all_settled_;
-  std::unordered_map<std::string, Clock::time_point, StringHash, std::equal_to<>> dedupe_;
-  Clock::time_point dedupe_swept_{};
+  PublishTracker publishes_;
   WaitList closed_waiters_;
   WaitList connect_done_;
   bool ever_connected_ = false;
-
- public:
-  /// Client-side dedupe_window check: true when a publish with `correlation_id` was acknowledged
-  /// by the server within the window. Only acknowledged publishes count: a failed attempt
-  /// leaves nothing behind, so its retry goes out.
-  bool published_recently(std::string_view correlation_id);
-  /// The server acknowledged a publish with this correlation id (dedupe_window on).
-  void remember_published(std::string correlation_id);
 };
 
 /// Ref<BusCore> of a NatsBus, with the checks public entry points share.

@@ -35,7 +35,7 @@ struct PubSlot final : Mux::Waiter {
     done = true;
     if (!error && !dedupe_id.empty()) {
       try {
-        bus->remember_published(std::move(dedupe_id));
+        bus->publishes().remember_published(std::move(dedupe_id));
       } catch (...) {  // out of memory: the window forgets this one
       }
     }
@@ -47,7 +47,7 @@ struct PubSlot final : Mux::Waiter {
       if (ack.duplicate) ++c.duplicates;
     }
     c.ack_seconds.observe(std::chrono::duration<double>(Clock::now() - sent_at).count());
-    bus->publish_settled();
+    bus->publishes().settled(bus->loop());
     if (waiter) {
       if (Loop* loop = bus->loop(); loop != nullptr) loop->schedule(std::exchange(waiter, {}));
     }
@@ -90,7 +90,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
     const char* data = natsMsg_GetData(reply.get());
     const std::string_view body(data == nullptr ? "" : data, static_cast<std::size_t>(natsMsg_GetDataLength(reply.get())));
     if (parse_puback_fast(body, ack)) {
-      if (!fast) bus->learn_stream_subject(subject_view());
+      if (!fast) bus->publishes().learn_stream_subject(subject_view());
       settle();
       return;
     }
@@ -113,7 +113,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
         ack.sequence = j.value("seq", std::uint64_t{0});
         ack.duplicate = j.value("duplicate", false);
         ack.domain = intern(j.value("domain", std::string()));
-        if (!fast) bus->learn_stream_subject(subject_view());
+        if (!fast) bus->publishes().learn_stream_subject(subject_view());
         break;
       }
       case NATS_NO_RESPONDERS:
@@ -141,36 +141,9 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
 
 void BusCore::on_fast_lane_no_responders() noexcept {
   log(LogLevel::warn, "publish_no_responders_fast_lane",
-      {{"known_subjects", std::to_string(stream_subjects_.size())},
+      {{"known_subjects", std::to_string(publishes_.forget_stream_subjects())},
        {"effect", "a publish in flight gets no PubAck and times out after publish_timeout; later publishes re-learn their streams"}});
-  stream_subjects_.clear();
 }
-
-void BusCore::learn_stream_subject(std::string_view subject) {
-  if (stream_known(subject)) return;
-  if (stream_subjects_.size() >= 4096) stream_subjects_.clear();  // bounded: a service publishing to ever-new subjects
-  stream_subjects_.emplace(subject);
-}
-
-void BusCore::publish_settled() noexcept {
-  --pub_inflight_;
-  if (loop_ == nullptr) return;
-  pub_window_.wake_one(*loop_);
-  if (pub_inflight_ == 0) pub_all_settled_.wake_all(*loop_);
-}
-
-bool BusCore::published_recently(std::string_view correlation_id) {
-  const auto now = Clock::now();
-  const auto window = saturating_ns(cfg_.dedupe_window);  // compared in the clock's nanoseconds
-  if (now - dedupe_swept_ > window) {
-    std::erase_if(dedupe_, [&](const auto& kv) { return now - kv.second > window; });
-    dedupe_swept_ = now;
-  }
-  const auto it = dedupe_.find(correlation_id);
-  return it != dedupe_.end() && now - it->second <= window;
-}
-
-void BusCore::remember_published(std::string correlation_id) { dedupe_.insert_or_assign(std::move(correlation_id), Clock::now()); }
 
 MsgPtr BusCore::to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const {
   natsMsg* raw = nullptr;
@@ -222,20 +195,13 @@ class WindowAwaiter {
 
 }  // namespace
 
-class PublishWindow {
- public:
-  static WaitList& window(BusCore& b) { return b.pub_window_; }
-  static WaitList& settled(BusCore& b) { return b.pub_all_settled_; }
-  static std::size_t& inflight(BusCore& b) { return b.pub_inflight_; }
-};
-
 Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   const std::string_view op = "publish";
   // While the supervisor reconnects, a publish waits for the new connection (bounded).
   if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
   ensure_open(op);
   const bool dedupe = cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty();
-  if (dedupe && published_recently(msg.correlation_id())) {
+  if (dedupe && publishes_.published_recently(msg.correlation_id(), saturating_ns(cfg_.dedupe_window))) {
     // Python's dedupe_window: a publish whose correlation id was published within the window
     // is dropped; report it as a duplicate without touching the server.
     log(LogLevel::debug, "publish_deduplicated",
@@ -253,7 +219,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
         fmt::format("message of {} bytes (payload and headers) exceeds the server's max_payload of {} bytes", size, max),
         ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
   }
-  co_await WindowAwaiter(*this, PublishWindow::window(*this));
+  co_await WindowAwaiter(*this, publishes_.window());
   if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
   ensure_open(op);  // the bus may have closed (or lost its connection) while we waited
 
@@ -262,7 +228,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
   if (dedupe) slot->dedupe_id.assign(msg.correlation_id());
   try {
     char reply[256];
-    slot->fast = stream_known(msg.subject());
+    slot->fast = publishes_.stream_known(msg.subject());
     const char* r = mux_.next_reply(reply, sizeof reply, slot->fast);
     MsgPtr m = to_nats_msg(msg, r, op);
     const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
@@ -272,7 +238,7 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
     slot->release();
     throw;
   }
-  ++pub_inflight_;
+  publishes_.sent();
   ++counters_.publish.published;
   slot->sent_at = Clock::now();
   slot->add_ref();  // reference for the future
@@ -281,11 +247,11 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
 
 Task<void> BusCore::publish_async_complete(std::chrono::milliseconds timeout) {
   const auto deadline = saturating_deadline(timeout);
-  while (pub_inflight_ > 0) {
+  while (publishes_.in_flight() > 0) {
     // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
-    const bool woken = co_await WaitUntil(pub_all_settled_, deadline);
+    const bool woken = co_await WaitUntil(publishes_.all_settled(), deadline);
     if (!woken) {
-      throw TimeoutError(fmt::format("{} publishes still wait for their PubAck after {} ms", pub_inflight_, timeout.count()),
+      throw TimeoutError(fmt::format("{} publishes still wait for their PubAck after {} ms", publishes_.in_flight(), timeout.count()),
                          ErrorContext{.operation = "publish_async_complete"});
     }
   }
