@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "bus/bus_core.hpp"
-#include "jetstream/consumer.hpp"
 #include "natbus/bus.hpp"
+#include "subscription/subscription.hpp"
 
 namespace natbus {
 

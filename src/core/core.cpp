@@ -7,7 +7,7 @@
 
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
-#include "jetstream/consumer.hpp"
+#include "core/core_sub.hpp"
 #include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "transport/request.hpp"
