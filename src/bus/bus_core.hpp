@@ -1,6 +1,7 @@
-// Folder bus/: the top. The state behind a NatsBus (BusCore: the connection's life, the
-// supervisor, events, close), the public handles' forwarding (bus.cpp), configuration
-// (config.cpp), metrics, and BlockingBus. It may call every folder below; nothing calls it,
+// Folder bus/: the top. The state behind a NatsBus (BusCore, bus_core.cpp: the connection's
+// life, the supervisor, events, close), the cnats options of a connection (cnats_options.*),
+// the public handles' forwarding (bus.cpp), subscribing (subscribe.cpp: options resolved and
+// validated), configuration (config.cpp), metrics, and BlockingBus. It may call every folder below; nothing calls it,
 // except the upward edges the other folders' comments name.
 //
 // BusCore: the state behind a NatsBus handle. Lives on one loop; referenced (intrusively) by

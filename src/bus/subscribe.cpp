@@ -1,0 +1,280 @@
+// Subscribing: the options of push_subscribe, pull_subscribe and ephemeral_push_subscribe
+// resolved against NatsConfig and validated (InvalidArgument naming the field), then the
+// consumer ensured and its subscription started.
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "base/validate.hpp"
+#include "bus/bus_core.hpp"
+#include "jetstream/consumer.hpp"
+#include "message/msg_impl.hpp"
+#include "transport/request.hpp"
+
+namespace natbus {
+
+using detail::BusCore;
+using detail::core_of;
+using detail::Ref;
+
+namespace {
+
+struct Resolved {
+  detail::ConsumerSpec spec;
+  bool manual_ack = true;
+  int max_concurrency = 1;
+  std::string dead_letter_subject;
+  RetryBackoff retry_backoff{};
+  std::vector<std::chrono::milliseconds> retry_backoff_steps;
+};
+
+/// The redelivery backoff of a subscription: its own, else NatsConfig's; validated, copied.
+template <class O>
+void resolve_backoff(const NatsConfig& cfg, std::string_view op, const O& o, Resolved& r) {
+  if constexpr (requires { o.retry_backoff; }) {
+    r.retry_backoff = o.retry_backoff.value_or(cfg.retry_backoff);
+    if (!o.retry_backoff_steps.empty()) {
+      r.retry_backoff_steps.assign(o.retry_backoff_steps.begin(), o.retry_backoff_steps.end());
+    } else if (!o.retry_backoff.has_value()) {
+      r.retry_backoff_steps = cfg.retry_backoff_steps;
+    }
+  } else {
+    r.retry_backoff = cfg.retry_backoff;
+    r.retry_backoff_steps = cfg.retry_backoff_steps;
+  }
+  if (auto p = detail::backoff_problem(r.retry_backoff, r.retry_backoff_steps); !p.empty()) {
+    throw InvalidArgument(fmt::format("retry_backoff: {}", p), ErrorContext{.operation = std::string(op)});
+  }
+}
+
+template <class O>
+void resolve_dead_letter(const NatsConfig& cfg, std::string_view op, const O& o, Resolved& r) {
+  const std::string_view dlq = o.dead_letter_subject.empty() ? std::string_view(cfg.dead_letter_subject) : o.dead_letter_subject;
+  if (!dlq.empty()) detail::check(op, "dead_letter_subject", dlq, detail::subject_problem(dlq, false));
+  r.dead_letter_subject = std::string(dlq);
+}
+
+/// Durations the server and natbus' timers compute with (pull expiry, heartbeats).
+void require_at_most_a_day(std::string_view op, std::string_view field, std::chrono::milliseconds d) {
+  if (d > std::chrono::hours(24)) {
+    throw InvalidArgument(fmt::format("{} must be at most 24 h, got {} ms", field, d.count()), ErrorContext{.operation = std::string(op)});
+  }
+}
+
+template <class Rep, class Period>
+void require_positive(std::string_view op, std::string_view field, std::chrono::duration<Rep, Period> d) {
+  if (d.count() <= 0) {
+    throw InvalidArgument(
+        fmt::format("{} must be positive, got {} ms", field, std::chrono::duration_cast<std::chrono::milliseconds>(d).count()),
+        ErrorContext{.operation = std::string(op)});
+  }
+}
+
+void require_concurrency(std::string_view op, int n) {
+  if (n < 1) throw InvalidArgument(fmt::format("max_concurrency must be >= 1, got {}", n), ErrorContext{.operation = std::string(op)});
+}
+
+/// The options every consumer kind shares, resolved against NatsConfig and validated.
+template <class O>
+void common_spec(const NatsConfig& cfg, std::string_view op, std::string_view subject, const O& o, Resolved& r) {
+  auto& s = r.spec;
+  s.op = std::string(op);
+  detail::check(op, "subject", subject, detail::subject_problem(subject, true));
+  s.filter_subject = std::string(subject);
+  if (!o.stream.empty()) detail::check(op, "stream", o.stream, detail::name_problem(o.stream));
+  s.stream = std::string(o.stream);
+  r.manual_ack = o.manual_ack.value_or(cfg.manual_ack);
+  s.ack_wait = o.ack_wait.value_or(cfg.ack_wait);
+  require_positive(op, "ack_wait", s.ack_wait);
+  require_concurrency(op, o.max_concurrency);
+  r.max_concurrency = o.max_concurrency;
+  resolve_backoff(cfg, op, o, r);
+}
+
+void resolve_durable_fields(const NatsConfig& cfg, std::string_view op, std::string_view durable, const auto& o, Resolved& r) {
+  auto& s = r.spec;
+  if (durable.empty()) {
+    throw InvalidArgument("durable is required (name the consumer, e.g. {.durable = \"orders\"})",
+                          ErrorContext{.operation = std::string(op)});
+  }
+  detail::check(op, "durable", durable, detail::name_problem(durable));
+  s.durable = std::string(durable);
+  s.reconcile = o.bind.value_or(cfg.bind);
+  s.deliver_policy = o.deliver_policy.value_or(cfg.deliver_policy);
+  s.max_ack_pending = o.max_ack_pending.value_or(cfg.max_ack_pending);
+  if (s.max_ack_pending == 0 || s.max_ack_pending < -1) {
+    throw InvalidArgument(fmt::format("max_ack_pending must be positive or -1, got {}", s.max_ack_pending),
+                          ErrorContext{.operation = std::string(op)});
+  }
+  s.max_deliver = o.max_deliver.value_or(-1);
+  if (s.max_deliver == 0 || s.max_deliver < -1) {
+    throw InvalidArgument(fmt::format("max_deliver must be >= 1 or -1 (unlimited), got {}", s.max_deliver),
+                          ErrorContext{.operation = std::string(op)});
+  }
+  s.start_sequence = o.start_sequence;
+  s.start_time = o.start_time;
+  if (s.deliver_policy == DeliverPolicy::by_start_sequence && s.start_sequence == 0) {
+    throw InvalidArgument("deliver_policy by_start_sequence needs start_sequence >= 1", ErrorContext{.operation = std::string(op)});
+  }
+  if (s.deliver_policy == DeliverPolicy::by_start_time && s.start_time.time_since_epoch().count() == 0) {
+    throw InvalidArgument("deliver_policy by_start_time needs start_time", ErrorContext{.operation = std::string(op)});
+  }
+}
+
+detail::DeliverySettings delivery_of(Resolved& r) {
+  detail::DeliverySettings s;
+  s.manual_ack = r.manual_ack;
+  s.max_concurrency = r.max_concurrency;
+  s.dead_letter_subject = std::move(r.dead_letter_subject);
+  s.retry_backoff = r.retry_backoff;
+  s.retry_backoff_steps = std::move(r.retry_backoff_steps);
+  return s;
+}
+
+Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, Resolved r) {
+  bus->ensure_open(r.spec.op);
+  r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
+  if (!r.spec.durable.empty()) {
+    if (detail::SubCore* existing = bus->find_durable(r.spec.stream, r.spec.durable)) {
+      // A second handler on the same durable would never see a message (the server delivers
+      // each once to the deliver subject): say so instead of keeping the first one silently.
+      ErrorContext ctx;
+      ctx.operation = r.spec.op;
+      ctx.stream = r.spec.stream;
+      ctx.durable = r.spec.durable;
+      throw InvalidArgument(fmt::format("durable \"{}\" on stream \"{}\" is already subscribed in this process{}: keep the first "
+                                        "Subscription (raise its max_concurrency for more parallel handlers) or close it first",
+                                        r.spec.durable, r.spec.stream,
+                                        existing->queue().empty() ? std::string() : fmt::format(" (queue \"{}\")", existing->queue())),
+                            std::move(ctx));
+    }
+  }
+  detail::DeliverySettings settings = delivery_of(r);
+  auto core = Ref<detail::PushCore>::adopt(new detail::PushCore(bus.get(), std::move(handler), std::move(settings)));
+  co_await core->start(std::move(r.spec));
+  co_return Subscription(detail::kLibrary, core.get());
+}
+
+Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, Resolved r, int batch,
+                             std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat) {
+  bus->ensure_open(r.spec.op);
+  r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
+  detail::DeliverySettings settings = delivery_of(r);
+  auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), std::move(handler), std::move(settings)));
+  co_await core->start(std::move(r.spec), batch, expires, heartbeat);
+  co_return Subscription(detail::kLibrary, core.get());
+}
+
+Task<PullSubscription> pull_fetch_impl(Ref<BusCore> bus, Resolved r, int batch, std::chrono::milliseconds expires,
+                                       std::chrono::milliseconds heartbeat) {
+  bus->ensure_open(r.spec.op);
+  r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
+  auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), nullptr));  // fetch: the caller acks
+  co_await core->start(std::move(r.spec), batch, expires, heartbeat);
+  co_return PullSubscription(detail::kLibrary, core.get());
+}
+
+Resolved resolve_pull(const NatsConfig& cfg, std::string_view op, std::string_view subject, const PullOptions& o,
+                      std::chrono::milliseconds& heartbeat) {
+  Resolved r;
+  common_spec(cfg, op, subject, o, r);
+  resolve_durable_fields(cfg, op, o.durable, o, r);
+  resolve_dead_letter(cfg, op, o, r);
+  r.spec.push = false;
+  if (o.batch < 1) throw InvalidArgument(fmt::format("batch must be >= 1, got {}", o.batch), ErrorContext{.operation = std::string(op)});
+  require_positive(op, "expires", o.expires);
+  require_at_most_a_day(op, "expires", o.expires);
+  require_at_most_a_day(op, "idle_heartbeat", o.idle_heartbeat);
+  if (o.idle_heartbeat.count() < 0) {
+    throw InvalidArgument(fmt::format("idle_heartbeat must not be negative, got {} ms", o.idle_heartbeat.count()),
+                          ErrorContext{.operation = std::string(op)});
+  }
+  heartbeat = o.idle_heartbeat;
+  if (heartbeat.count() == 0 && o.expires >= std::chrono::milliseconds(200)) {
+    heartbeat = std::min<std::chrono::milliseconds>(std::chrono::seconds(5), o.expires * 2 / 5);
+  }
+  if (heartbeat.count() > 0 && heartbeat * 2 > o.expires) {
+    throw InvalidArgument(
+        fmt::format("idle_heartbeat ({} ms) must be at most half of expires ({} ms)", heartbeat.count(), o.expires.count()),
+        ErrorContext{.operation = std::string(op)});
+  }
+  return r;
+}
+
+}  // namespace
+
+Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, detail::HandlerPtr owned, const PushOptions& o) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
+  const std::string_view op = "push_subscribe";
+  BusCore& core = core_of(core_, op);
+  const NatsConfig& cfg = core.config();
+  Resolved r;
+  common_spec(cfg, op, subject, o, r);
+  resolve_durable_fields(cfg, op, o.durable, o, r);
+  resolve_dead_letter(cfg, op, o, r);
+  r.spec.push = true;
+  r.spec.queue = std::string(o.queue.value_or(std::string_view(cfg.queue_group)));
+  if (!r.spec.queue.empty()) detail::check(op, "queue", r.spec.queue, detail::queue_problem(r.spec.queue));
+  if (o.idle_heartbeat.count() < 0) {
+    throw InvalidArgument(fmt::format("idle_heartbeat must not be negative, got {} ms", o.idle_heartbeat.count()),
+                          ErrorContext{.operation = std::string(op)});
+  }
+  require_at_most_a_day(op, "idle_heartbeat", o.idle_heartbeat);
+  if (o.flow_control && o.idle_heartbeat.count() == 0) {
+    throw InvalidArgument("flow_control needs idle_heartbeat", ErrorContext{.operation = std::string(op)});
+  }
+  if (!r.spec.queue.empty() && (o.flow_control || o.idle_heartbeat.count() > 0)) {
+    throw InvalidArgument("a queue group cannot use idle_heartbeat or flow_control", ErrorContext{.operation = std::string(op)});
+  }
+  r.spec.idle_heartbeat = o.idle_heartbeat;
+  r.spec.flow_control = o.flow_control;
+  r.spec.bind_timeout = o.bind_timeout.value_or(cfg.bind_timeout);
+  if (r.spec.bind_timeout.count() < 0) {
+    throw InvalidArgument(fmt::format("bind_timeout must not be negative, got {} ms", r.spec.bind_timeout.count()),
+                          ErrorContext{.operation = std::string(op)});
+  }
+  return push_impl(Ref<BusCore>(&core), std::move(handler), std::move(r));
+}
+
+Task<Subscription> NatsBus::pull_subscribe_erased(std::string_view subject, detail::HandlerPtr owned, const PullOptions& o) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
+  const std::string_view op = "pull_subscribe";
+  BusCore& core = core_of(core_, op);
+  std::chrono::milliseconds heartbeat{0};
+  Resolved r = resolve_pull(core.config(), op, subject, o, heartbeat);
+  return pull_impl(Ref<BusCore>(&core), std::move(handler), std::move(r), o.batch, o.expires, heartbeat);
+}
+
+Task<PullSubscription> NatsBus::pull_subscribe(std::string_view subject, const PullOptions& o) {
+  const std::string_view op = "pull_subscribe";
+  BusCore& core = core_of(core_, op);
+  std::chrono::milliseconds heartbeat{0};
+  Resolved r = resolve_pull(core.config(), op, subject, o, heartbeat);
+  return pull_fetch_impl(Ref<BusCore>(&core), std::move(r), o.batch, o.expires, heartbeat);
+}
+
+Task<Subscription> NatsBus::ephemeral_subscribe_erased(std::string_view subject, detail::HandlerPtr owned, const EphemeralOptions& o) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
+  const std::string_view op = "ephemeral_push_subscribe";
+  BusCore& core = core_of(core_, op);
+  const NatsConfig& cfg = core.config();
+  Resolved r;
+  common_spec(cfg, op, subject, o, r);
+  r.spec.push = true;
+  r.spec.reconcile = false;
+  r.spec.deliver_policy = o.deliver_policy;
+  r.spec.max_ack_pending = cfg.max_ack_pending;
+  require_positive(op, "inactive_threshold", o.inactive_threshold);
+  r.spec.inactive_threshold = o.inactive_threshold;
+  if (!o.queue.empty()) detail::check(op, "queue", o.queue, detail::queue_problem(o.queue));
+  r.spec.queue = std::string(o.queue);
+  if (r.spec.deliver_policy == DeliverPolicy::by_start_sequence || r.spec.deliver_policy == DeliverPolicy::by_start_time) {
+    throw InvalidArgument("ephemeral consumers support deliver policies all, last, new and last_per_subject",
+                          ErrorContext{.operation = std::string(op)});
+  }
+  return push_impl(Ref<BusCore>(&core), std::move(handler), std::move(r));
+}
+
+}  // namespace natbus
