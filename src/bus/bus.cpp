@@ -1,8 +1,5 @@
 // The public handles: NatsBus, Subscription and PullSubscription check what they are given
 // and forward to the cores (BusCore, SubCore, PullCore). Subscribing is in subscribe.cpp.
-#include <algorithm>
-#include <cstring>
-#include <random>
 
 #include <fmt/format.h>
 

@@ -2,8 +2,6 @@
 // resolved against NatsConfig and validated (InvalidArgument naming the field), then the
 // consumer ensured and its subscription started.
 #include <algorithm>
-#include <cstring>
-#include <random>
 
 #include <fmt/format.h>
 
@@ -11,7 +9,6 @@
 #include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
 #include "message/msg_impl.hpp"
-#include "transport/request.hpp"
 
 namespace natbus {
 
