@@ -27,17 +27,19 @@ Task<void> connect_impl(Ref<BusCore> bus) { co_await detail::shield(bus->connect
 Task<void> close_impl(Ref<BusCore> bus) { co_await detail::shield(bus->close()); }
 
 Task<PubAck> publish_impl(Ref<BusCore> bus, BusMessage msg) {
-  PublishFuture f = co_await bus->publish_async(std::move(msg));
+  PublishFuture f = co_await bus->publisher().publish_async(std::move(msg));
   co_return co_await std::move(f);
 }
 
-Task<PublishFuture> publish_async_impl(Ref<BusCore> bus, BusMessage msg) { co_return co_await bus->publish_async(std::move(msg)); }
+Task<PublishFuture> publish_async_impl(Ref<BusCore> bus, BusMessage msg) {
+  co_return co_await bus->publisher().publish_async(std::move(msg));
+}
 
-Task<void> publish_complete_impl(Ref<BusCore> bus, std::chrono::milliseconds timeout) { co_await bus->publish_async_complete(timeout); }
+Task<void> publish_complete_impl(Ref<BusCore> bus, std::chrono::milliseconds timeout) { co_await bus->publisher().complete(timeout); }
 
 Task<void> reply_impl(Ref<BusCore> bus, BusMessage msg, bool jetstream) {
   if (jetstream) {
-    PublishFuture f = co_await bus->publish_async(std::move(msg));
+    PublishFuture f = co_await bus->publisher().publish_async(std::move(msg));
     co_await std::move(f);
   } else {
     bus->publish_core_msg(msg, {}, "reply");
@@ -150,7 +152,7 @@ Task<void> NatsBus::publish_async_complete(std::chrono::milliseconds timeout) {
   return publish_complete_impl(Ref<BusCore>(&core_of(core_, "publish_async_complete")), timeout);
 }
 
-std::size_t NatsBus::pending_publishes() const noexcept { return core_ != nullptr ? core_->pending_publishes() : 0; }
+std::size_t NatsBus::pending_publishes() const noexcept { return core_ != nullptr ? core_->publisher().in_flight() : 0; }
 
 // ---- replies ----
 
@@ -205,17 +207,17 @@ Task<void> NatsBus::reply_bytes(const ReceivedMessage& request, std::span<const 
 namespace {
 Task<StreamInfo> create_stream_impl(Ref<BusCore> bus, std::string name, std::vector<std::string> subjects, StreamOptions options,
                                     bool add_missing) {
-  co_return co_await bus->ensure_stream(std::move(name), std::move(subjects), options, true, add_missing);
+  co_return co_await bus->js().ensure_stream(std::move(name), std::move(subjects), options, true, add_missing);
 }
 Task<void> flush_impl(Ref<BusCore> bus, std::chrono::milliseconds timeout) { co_await bus->flush(timeout); }
-Task<StreamInfo> stream_info_impl(Ref<BusCore> bus, std::string name) { co_return co_await bus->stream_info(std::move(name)); }
-Task<void> delete_stream_impl(Ref<BusCore> bus, std::string name) { co_await bus->delete_stream(std::move(name)); }
-Task<void> purge_stream_impl(Ref<BusCore> bus, std::string name) { co_await bus->purge_stream(std::move(name)); }
+Task<StreamInfo> stream_info_impl(Ref<BusCore> bus, std::string name) { co_return co_await bus->js().stream_info(std::move(name)); }
+Task<void> delete_stream_impl(Ref<BusCore> bus, std::string name) { co_await bus->js().delete_stream(std::move(name)); }
+Task<void> purge_stream_impl(Ref<BusCore> bus, std::string name) { co_await bus->js().purge_stream(std::move(name)); }
 Task<ConsumerInfo> consumer_info_impl(Ref<BusCore> bus, std::string stream, std::string name) {
-  co_return co_await bus->consumer_info(std::move(stream), std::move(name));
+  co_return co_await bus->js().consumer_info(std::move(stream), std::move(name));
 }
 Task<void> delete_consumer_impl(Ref<BusCore> bus, std::string stream, std::string name) {
-  co_await bus->delete_consumer(std::move(stream), std::move(name));
+  co_await bus->js().delete_consumer(std::move(stream), std::move(name));
 }
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include "bus/cnats_options.hpp"
 #include "jetstream/consumer.hpp"
 #include "message/msg_impl.hpp"
+#include "message/nats_msg.hpp"
 #include "transport/request.hpp"
 
 namespace natbus {
@@ -24,6 +25,11 @@ void replace_all(std::string& s, std::string_view what, std::string_view with) {
   for (auto pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos + with.size())) s.replace(pos, what.size(), with);
 }
 
+NatsConfig validated(NatsConfig c) {
+  validate(c);
+  return c;
+}
+
 }  // namespace
 
 BusCore* bus_core_of(const NatsBus& bus) noexcept { return bus.core_; }
@@ -33,8 +39,16 @@ BusCore& core_of(BusCore* core, std::string_view operation) {
   return *core;
 }
 
-BusCore::BusCore(NatsConfig config) : cfg_(std::move(config)), mux_(*this) {
-  validate(cfg_);
+BusCore::BusCore(NatsConfig config)
+    : cfg_(validated(std::move(config))),
+      mux_(*this),
+      js_(*this, JsApi::Settings{.domain = cfg_.js_domain,
+                                 .timeout = cfg_.js_api_timeout,
+                                 .default_stream = cfg_.stream_name,
+                                 .inbox_prefix = cfg_.inbox_prefix}),
+      publisher_(*this, Publisher::Settings{.publish_timeout = cfg_.publish_timeout,
+                                            .dedupe_window = cfg_.dedupe_window,
+                                            .max_pending = static_cast<std::size_t>(cfg_.max_pending_publishes)}) {
   servers_ = parse_server_list(cfg_.server);
   tls_ = wants_tls(cfg_, servers_);
   if (!cfg_.no_randomize && servers_.size() > 1) {
@@ -220,6 +234,16 @@ void BusCore::discard(Dialed d) noexcept {
   }
 }
 
+Task<void> BusCore::js_ready(std::string operation, std::chrono::milliseconds bound) {
+  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(bound));
+  ensure_usable(operation);
+}
+
+Task<void> BusCore::bootstrap_stream() {
+  if (cfg_.stream_name.empty()) co_return;
+  co_await js_.ensure_stream(cfg_.stream_name, cfg_.stream_subjects, cfg_.stream, cfg_.stream_create, cfg_.stream_update_subjects);
+}
+
 Task<void> BusCore::open_connection() {
   Dialed d = co_await dial(servers_);
   adopt(std::move(d));
@@ -245,7 +269,7 @@ Task<void> BusCore::connect() {
     mux_.start(nc_, cfg_.inbox_prefix);
     set_state(State::open);
     if (cfg_.jetstream) {
-      co_await check_jetstream();
+      co_await js_.check_enabled();
       co_await bootstrap_stream();
     }
   } catch (...) {
@@ -588,7 +612,7 @@ void BusCore::close_now() noexcept {
     closed_waiters_.wake_all(*loop_);
     connect_done_.wake_all(*loop_);
     handlers_idle_.wake_all(*loop_);
-    publishes_.wake_all(*loop_);
+    publisher_.tracker().wake_all(*loop_);
   }
 }
 
@@ -628,7 +652,7 @@ Task<void> BusCore::close() {
   log(LogLevel::info, "bus_closing",
       {{"name", cfg_.name},
        {"handlers_running", std::to_string(handlers_running_)},
-       {"publishes_pending", std::to_string(publishes_.in_flight())}});
+       {"publishes_pending", std::to_string(publisher_.tracker().in_flight())}});
   // 1. No handler starts from now on; messages received but not started are nak'ed.
   {
     std::vector<Ref<SubCore>> subs(subs_.begin(), subs_.end());
@@ -647,11 +671,11 @@ Task<void> BusCore::close() {
     }
   }
   // 3. Publishes waiting for their PubAck.
-  while (publishes_.in_flight() > 0 && state_ == State::closing) {
+  while (publisher_.tracker().in_flight() > 0 && state_ == State::closing) {
     // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
-    const bool woken = co_await WaitUntil(publishes_.all_settled(), deadline);
+    const bool woken = co_await WaitUntil(publisher_.tracker().all_settled(), deadline);
     if (!woken) {
-      log(LogLevel::warn, "bus_drain_timeout", {{"publishes_pending", std::to_string(publishes_.in_flight())}});
+      log(LogLevel::warn, "bus_drain_timeout", {{"publishes_pending", std::to_string(publisher_.tracker().in_flight())}});
       break;
     }
   }

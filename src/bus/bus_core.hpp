@@ -1,11 +1,15 @@
 // Folder bus/: the top. The state behind a NatsBus (BusCore, bus_core.cpp: the connection's
 // life, the supervisor, events, close), the cnats options of a connection (cnats_options.*),
-// the public handles' forwarding (bus.cpp), subscribing (subscribe.cpp: options resolved and
-// validated), configuration (config.cpp), metrics, and BlockingBus. It may call every folder below; nothing calls it,
-// except the upward edges the other folders' comments name.
+// the public handles' forwarding (bus.cpp), subscribing and message streams (subscribe.cpp:
+// options resolved and validated), the core NATS calls (core_calls.cpp), configuration
+// (config.cpp), metrics, and BlockingBus. It may call every folder below; nothing includes it.
+// The folders below reach the bus through the interfaces BusCore implements: Mux::Host
+// (transport/), AckTarget (message/), SubHost (subscription/), JsApi::Host and Publisher::Host
+// (jetstream/). scripts/lint.sh checks that includes only go down.
 //
 // BusCore: the state behind a NatsBus handle. Lives on one loop; referenced (intrusively) by
-// the NatsBus, its subscriptions and every ReceivedMessage, so it outlives all of them.
+// the NatsBus, its subscriptions and every ReceivedMessage, so it outlives all of them. It owns
+// the connection, the Mux, the JetStream API (JsApi) and the Publisher.
 #pragma once
 
 #include <algorithm>
@@ -24,7 +28,8 @@
 
 #include "base/ref.hpp"
 #include "base/util.hpp"
-#include "jetstream/publish_tracker.hpp"
+#include "jetstream/js_api.hpp"
+#include "jetstream/publisher.hpp"
 #include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/config.hpp"
@@ -34,6 +39,7 @@
 #include "natbus/stream_info.hpp"
 #include "runtime/loop.hpp"
 #include "runtime/wait.hpp"
+#include "subscription/sub_host.hpp"
 #include "transport/cnats.hpp"
 #include "transport/connection.hpp"
 #include "transport/mux.hpp"
@@ -42,9 +48,15 @@
 namespace natbus::detail {
 
 class SubCore;
-class PullCore;
 
-class BusCore final : public RefCounted, public ShutdownHook, public ConnListener, public Mux::Host, public AckTarget {
+class BusCore final : public RefCounted,
+                      public ShutdownHook,
+                      public ConnListener,
+                      public Mux::Host,
+                      public AckTarget,
+                      public JsApi::Host,
+                      public Publisher::Host,
+                      public SubHost {
  public:
   explicit BusCore(NatsConfig config);
   ~BusCore() override;
@@ -62,20 +74,23 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
     loop_ = nullptr;  // the loop is going away; a bus that outlives it must not touch it
   }
 
-  [[nodiscard]] const NatsConfig& config() const noexcept { return cfg_; }
+  [[nodiscard]] const NatsConfig& config() const noexcept override { return cfg_; }
   [[nodiscard]] State state() const noexcept { return state_; }
-  [[nodiscard]] bool is_open() const noexcept { return state_ == State::open; }
+  [[nodiscard]] bool is_open() const noexcept override { return state_ == State::open; }
+  [[nodiscard]] bool reconnecting() const noexcept override { return state_ == State::reconnecting; }
   /// A connection is there to write on (open, or closing with the connection still up).
-  [[nodiscard]] bool has_connection() const noexcept { return nc_ != nullptr && (state_ == State::open || state_ == State::closing); }
+  [[nodiscard]] bool has_connection() const noexcept override {
+    return nc_ != nullptr && (state_ == State::open || state_ == State::closing);
+  }
   /// While reconnecting: waits until the bus is open again, closed, or `deadline`. True when open.
-  Task<bool> wait_connected(Clock::time_point deadline);
+  Task<bool> wait_connected(Clock::time_point deadline) override;
   /// Completes when the state differs from `seen`, or at `deadline`; returns the state then.
   Task<State> state_changed(State seen, Clock::time_point deadline);
   /// Why the bus ended by itself (reconnect attempts exhausted); empty otherwise.
-  [[nodiscard]] const std::string& closed_reason() const noexcept { return closed_reason_; }
+  [[nodiscard]] const std::string& closed_reason() const noexcept override { return closed_reason_; }
   [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
-  [[nodiscard]] Loop* loop() const noexcept { return loop_; }
-  [[nodiscard]] natsConnection* nc() const noexcept { return nc_; }
+  [[nodiscard]] Loop* loop() const noexcept override { return loop_; }
+  [[nodiscard]] natsConnection* nc() const noexcept override { return nc_; }
   [[nodiscard]] Mux& mux() noexcept { return mux_; }
 
   /// Counters of this bus (loop thread).
@@ -86,9 +101,8 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] Counters& counters() noexcept { return counters_; }
   [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
   [[nodiscard]] const std::vector<SubCore*>& subscriptions() const noexcept { return subs_; }
-  [[nodiscard]] std::size_t publishes_in_flight() const noexcept { return publishes_.in_flight(); }
   /// Throws ClosedError naming `operation` unless the bus is open.
-  void ensure_open(std::string_view operation) const;
+  void ensure_open(std::string_view operation) const override;
   /// Like ensure_open, but also allowed while closing (acks of running handlers).
   void ensure_usable(std::string_view operation) const;
 
@@ -98,20 +112,18 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   void on_conn_event(ConnIo* from, int kind, int status) noexcept override;
 
   // ---- sinks and subscriptions ----
-  void add_sink(MsgSink* s) { sinks_.push_back(s); }
-  void remove_sink(MsgSink* s) noexcept;
-  void register_sub(SubCore* s) { subs_.push_back(s); }
-  void unregister_sub(SubCore* s) noexcept { std::erase(subs_, s); }
-  void register_pull(PullCore* p) { pulls_.push_back(p); }
-  void unregister_pull(PullCore* p) noexcept { std::erase(pulls_, p); }
+  void add_sink(MsgSink* s) override { sinks_.push_back(s); }
+  void remove_sink(MsgSink* s) noexcept override;
+  void register_sub(SubCore* s) override { subs_.push_back(s); }
+  void unregister_sub(SubCore* s) noexcept override { std::erase(subs_, s); }
   /// Active push subscription on this stream/durable in this process, if any.
   SubCore* find_durable(std::string_view stream, std::string_view durable) const noexcept;
   /// A new unique subject under the configured inbox prefix.
   [[nodiscard]] std::string new_inbox() const { return cfg_.inbox_prefix + "." + random_token(22); }
 
   // ---- handlers in flight (close() waits for them) ----
-  void handler_started() noexcept { ++handlers_running_; }
-  void handler_finished() noexcept;
+  void handler_started() noexcept override { ++handlers_running_; }
+  void handler_finished() noexcept override;
   [[nodiscard]] std::size_t handlers_running() const noexcept { return handlers_running_; }
 
   // ---- plain publishing (acks, replies, core messages) ----
@@ -120,40 +132,42 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   /// Core publish of a message with headers (reply may be empty).
   void publish_core_msg(const BusMessage& msg, std::string_view reply, std::string_view op);
 
-  // ---- JetStream publishing (publish.cpp) ----
-  Task<PublishFuture> publish_async(BusMessage msg);
-  Task<void> publish_async_complete(std::chrono::milliseconds timeout);
-  [[nodiscard]] std::size_t pending_publishes() const noexcept { return publishes_.in_flight(); }
-  [[nodiscard]] PublishTracker& publishes() noexcept { return publishes_; }
+  // ---- JetStream publishing (jetstream/publisher.*) ----
+  [[nodiscard]] Publisher& publisher() noexcept { return publisher_; }
+  [[nodiscard]] const Publisher& publisher() const noexcept { return publisher_; }
 
-  // ---- JetStream API (jsapi.cpp) ----
-  [[nodiscard]] std::string api_subject(std::string_view suffix) const;
-  /// A JetStream API request; returns the parsed answer or throws the mapped error.
-  Task<nlohmann::json> js_request(std::string subject, std::string body, ErrorContext context);
-  Task<StreamInfo> stream_info(std::string stream);
-  Task<ConsumerInfo> consumer_info(std::string stream, std::string consumer);
-  Task<void> delete_consumer(std::string stream, std::string consumer);
-  Task<void> delete_stream(std::string stream);
-  /// Creates or checks a stream (connect's bootstrap and NatsBus::create_stream).
-  Task<StreamInfo> ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions options, bool create, bool add_missing);
+  // ---- JetStream API (jetstream/js_api.*) ----
+  [[nodiscard]] JsApi& js() noexcept override { return js_; }
   /// PING/PONG round trip on a worker thread while the loop keeps reading.
-  Task<void> flush(std::chrono::milliseconds timeout);
-  Task<void> purge_stream(std::string stream);
-  /// Stream for a subscription: `given`, else NatsConfig::stream_name, else the stream whose
-  /// subjects cover `subject`.
-  Task<std::string> resolve_stream(std::string given, std::string subject, std::string op);
+  Task<void> flush(std::chrono::milliseconds timeout) override;
 
-  /// Builds the natsMsg for `msg` with `reply` (headers included).
-  MsgPtr to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const;
-
-  /// The fast lane saw a 503 it cannot attribute: forget which subjects have a stream.
-  void on_fast_lane_no_responders() noexcept;
   // Mux::Host
   [[nodiscard]] Loop* mux_loop() const noexcept override { return loop_; }
   [[nodiscard]] natsConnection* mux_connection() const noexcept override { return nc_; }
   void mux_add_sink(MsgSink* s) override { add_sink(s); }
   void mux_remove_sink(MsgSink* s) noexcept override { remove_sink(s); }
-  void mux_no_responders() noexcept override { on_fast_lane_no_responders(); }
+  void mux_no_responders() noexcept override { publisher_.on_fast_lane_no_responders(); }
+  // SubHost (the rest of it is above)
+  void add_ref() noexcept override { RefCounted::add_ref(); }
+  void release() noexcept override { RefCounted::release(); }
+  [[nodiscard]] AckTarget* ack_target() noexcept override { return this; }
+  Task<ConsumerInfo> consumer_info(std::string stream, std::string consumer) override {
+    return js_.consumer_info(std::move(stream), std::move(consumer));
+  }
+  Task<PublishFuture> publish(BusMessage msg) override { return publisher_.publish_async(std::move(msg)); }
+  // JsApi::Host
+  Task<void> js_ready(std::string operation, std::chrono::milliseconds bound) override;
+  [[nodiscard]] Mux& js_mux() noexcept override { return mux_; }
+  // Publisher::Host
+  void pub_retain() noexcept override { add_ref(); }
+  void pub_release() noexcept override { release(); }
+  [[nodiscard]] Loop* pub_loop() const noexcept override { return loop_; }
+  [[nodiscard]] natsConnection* pub_connection() const noexcept override { return nc_; }
+  [[nodiscard]] bool pub_reconnecting() const noexcept override { return state_ == State::reconnecting; }
+  Task<bool> pub_wait_connected(Clock::time_point deadline) override { return wait_connected(deadline); }
+  void pub_ensure_open(std::string_view operation) const override { ensure_open(operation); }
+  [[nodiscard]] Mux& pub_mux() noexcept override { return mux_; }
+  [[nodiscard]] PublishMetrics& pub_metrics() noexcept override { return counters_.publish; }
   // AckTarget (received messages' acks and replies)
   void ack_retain() noexcept override { add_ref(); }
   void ack_release() noexcept override { release(); }
@@ -169,7 +183,7 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   [[nodiscard]] std::chrono::milliseconds ack_sync_timeout() const noexcept override { return cfg_.js_api_timeout; }
 
   /// Max payload the server accepts (from its INFO).
-  [[nodiscard]] std::int64_t max_payload() const noexcept;
+  [[nodiscard]] std::int64_t max_payload() const noexcept { return nc_ != nullptr ? natsConnection_GetMaxPayload(nc_) : 0; }
 
  private:
   /// One fresh connection: a new ConnIo and natsConnection (a new cnats parser) to `urls`,
@@ -184,7 +198,6 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   /// Lets go of a connection: stops its I/O and destroys it on a worker.
   void discard(Dialed d) noexcept;
   Task<void> open_connection();
-  Task<void> check_jetstream();
   Task<void> bootstrap_stream();
   void teardown_connection() noexcept;
   void set_state(State s) noexcept;
@@ -228,12 +241,12 @@ class BusCore final : public RefCounted, public ShutdownHook, public ConnListene
   bool sinks_dirty_ = false;
   int pumping_sinks_ = 0;
   Mux mux_;  // after sinks_: its destructor removes its sink
+  JsApi js_;
   std::vector<SubCore*> subs_;
   Counters counters_;
-  std::vector<PullCore*> pulls_;
   std::size_t handlers_running_ = 0;
   WaitList handlers_idle_;
-  PublishTracker publishes_;
+  Publisher publisher_;
   WaitList closed_waiters_;
   WaitList connect_done_;
   bool ever_connected_ = false;

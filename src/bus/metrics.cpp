@@ -28,7 +28,7 @@ MetricsSnapshot NatsBus::metrics() const {
   const detail::BusCore& core = *core_;
   out.name = core.config().name;
   out.publish = core.counters().publish;
-  out.publish.in_flight = core.publishes_in_flight();
+  out.publish.in_flight = core.publisher().in_flight();
   out.acks = core.counters().acks;
   out.naks = core.counters().naks;
   out.terms = core.counters().terms;

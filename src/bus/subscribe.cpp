@@ -1,6 +1,6 @@
 // Subscribing: the options of push_subscribe, pull_subscribe and ephemeral_push_subscribe
 // resolved against NatsConfig and validated (InvalidArgument naming the field), then the
-// consumer ensured and its subscription started.
+// consumer ensured and its subscription started; and the message streams over them.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -8,6 +8,7 @@
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
 #include "jetstream/consumer.hpp"
+#include "jetstream/stream.hpp"
 #include "message/msg_impl.hpp"
 
 namespace natbus {
@@ -132,7 +133,7 @@ detail::DeliverySettings delivery_of(Resolved& r) {
 
 Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, Resolved r) {
   bus->ensure_open(r.spec.op);
-  r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
+  r.spec.stream = co_await bus->js().resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
   if (!r.spec.durable.empty()) {
     if (detail::SubCore* existing = bus->find_durable(r.spec.stream, r.spec.durable)) {
       // A second handler on the same durable would never see a message (the server delivers
@@ -157,7 +158,7 @@ Task<Subscription> push_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
 Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, Resolved r, int batch,
                              std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat) {
   bus->ensure_open(r.spec.op);
-  r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
+  r.spec.stream = co_await bus->js().resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
   detail::DeliverySettings settings = delivery_of(r);
   auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), std::move(handler), std::move(settings)));
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
@@ -167,7 +168,7 @@ Task<Subscription> pull_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBa
 Task<PullSubscription> pull_fetch_impl(Ref<BusCore> bus, Resolved r, int batch, std::chrono::milliseconds expires,
                                        std::chrono::milliseconds heartbeat) {
   bus->ensure_open(r.spec.op);
-  r.spec.stream = co_await bus->resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
+  r.spec.stream = co_await bus->js().resolve_stream(r.spec.stream, r.spec.filter_subject, r.spec.op);
   auto core = Ref<detail::PullCore>::adopt(new detail::PullCore(bus.get(), nullptr));  // fetch: the caller acks
   co_await core->start(std::move(r.spec), batch, expires, heartbeat);
   co_return PullSubscription(detail::kLibrary, core.get());
@@ -272,6 +273,24 @@ Task<Subscription> NatsBus::ephemeral_subscribe_erased(std::string_view subject,
                           ErrorContext{.operation = std::string(op)});
   }
   return push_impl(Ref<BusCore>(&core), std::move(handler), std::move(r));
+}
+
+Task<MessageStream> NatsBus::messages(std::string_view subject, const PushOptions& options, std::size_t buffer) {
+  detail::require_manual_ack(options.manual_ack, "messages");
+  auto ch = detail::new_channel(core_of(core_, "messages"), "messages", buffer);
+  PushOptions o = options;
+  o.manual_ack = true;
+  o.max_concurrency = 1;
+  return detail::make_stream(push_subscribe_erased(subject, detail::stream_handler(ch), o), ch);
+}
+
+Task<MessageStream> NatsBus::pull_messages(std::string_view subject, const PullOptions& options, std::size_t buffer) {
+  detail::require_manual_ack(options.manual_ack, "pull_messages");
+  auto ch = detail::new_channel(core_of(core_, "pull_messages"), "pull_messages", buffer);
+  PullOptions o = options;
+  o.manual_ack = true;
+  o.max_concurrency = 1;
+  return detail::make_stream(pull_subscribe_erased(subject, detail::stream_handler(ch), o), ch);
 }
 
 }  // namespace natbus

@@ -1,4 +1,7 @@
-// A plain NATS subscription (subscribe_core, serve): core/'s kind of subscription.
+// Folder core/: core NATS (no JetStream). Its kind of subscription (CoreSubCore: subscribe_core
+// and serve, no consumer, no acks) and serve()'s replies. It calls subscription/, message/,
+// transport/, runtime/ and base/; the NatsBus calls on top of it (publish_core, request,
+// subscribe_core) are in bus/core_calls.cpp.
 #pragma once
 
 #include <string>

@@ -61,15 +61,15 @@ std::vector<std::string> differences(const ConsumerSpec& s, const nlohmann::json
   return out;
 }
 
-Task<ConsumerInfo> create_consumer(BusCore& bus, const ConsumerSpec& spec, const ErrorContext& ctx) {
+Task<ConsumerInfo> create_consumer(JsApi& js, const ConsumerSpec& spec, const ErrorContext& ctx) {
   nlohmann::json req = {{"stream_name", spec.stream}, {"config", consumer_config(spec)}};
   const std::string subject = spec.durable.empty()
-                                  ? bus.api_subject("CONSUMER.CREATE." + spec.stream)
-                                  : bus.api_subject(fmt::format("CONSUMER.DURABLE.CREATE.{}.{}", spec.stream, spec.durable));
+                                  ? js.api_subject("CONSUMER.CREATE." + spec.stream)
+                                  : js.api_subject(fmt::format("CONSUMER.DURABLE.CREATE.{}.{}", spec.stream, spec.durable));
   std::optional<nlohmann::json> j;
   std::exception_ptr error;
   try {
-    j = co_await bus.js_request(subject, req.dump(), ctx);
+    j = co_await js.request(subject, req.dump(), ctx);
   } catch (const JetStreamError& e) {
     if (e.js_code() != 10093) throw;
     error = std::current_exception();
@@ -82,7 +82,7 @@ Task<ConsumerInfo> create_consumer(BusCore& bus, const ConsumerSpec& spec, const
     } catch (const JetStreamError& e) {
       c = e.context();
     }
-    auto si = co_await bus.stream_info(spec.stream);
+    auto si = co_await js.stream_info(spec.stream);
     throw InvalidArgument(fmt::format("stream {} does not capture subject {} (its subjects: {})", spec.stream, spec.filter_subject,
                                       fmt::join(si.subjects, ", ")),
                           std::move(c));
@@ -92,7 +92,7 @@ Task<ConsumerInfo> create_consumer(BusCore& bus, const ConsumerSpec& spec, const
 
 }  // namespace
 
-Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
+Task<ConsumerInfo> ensure_consumer(JsApi& js, ConsumerSpec& spec) {
   ErrorContext ctx;
   ctx.operation = spec.op;
   ctx.subject = spec.filter_subject;
@@ -100,15 +100,15 @@ Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
   ctx.durable = spec.durable;
   const std::string_view kind = spec.push ? "push" : "pull";
   if (spec.durable.empty()) {
-    if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = bus.new_inbox();
-    auto info = co_await create_consumer(bus, spec, ctx);
+    if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = js.new_inbox();
+    auto info = co_await create_consumer(js, spec, ctx);
     log(LogLevel::info, "js_consumer_created",
         {{"stream", spec.stream}, {"consumer", info.name}, {"kind", "ephemeral"}, {"subject", spec.filter_subject}});
     co_return info;
   }
   std::optional<ConsumerInfo> existing;
   try {
-    existing = co_await bus.consumer_info(spec.stream, spec.durable);
+    existing = co_await js.consumer_info(spec.stream, spec.durable);
   } catch (const NotFoundError& e) {
     // 10014: consumer missing (create it). A missing stream is the caller's error: rethrow.
     if (e.js_code() != 10014) throw;
@@ -137,13 +137,13 @@ Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
     }
     log(LogLevel::warn, "js_consumer_recreated",
         {{"stream", spec.stream}, {"durable", spec.durable}, {"differences", fmt::format("{}", fmt::join(diffs, "; "))}});
-    co_await bus.delete_consumer(spec.stream, spec.durable);
+    co_await js.delete_consumer(spec.stream, spec.durable);
   }
-  if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = bus.new_inbox();
+  if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = js.new_inbox();
   ConsumerInfo info;
   std::exception_ptr create_error;
   try {
-    info = co_await create_consumer(bus, spec, ctx);
+    info = co_await create_consumer(js, spec, ctx);
   } catch (const JetStreamError&) {
     create_error = std::current_exception();
   }
@@ -151,7 +151,7 @@ Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec) {
     // Another pod may have created it at the same moment: use it if it matches.
     std::optional<ConsumerInfo> again;
     try {
-      again = co_await bus.consumer_info(spec.stream, spec.durable);
+      again = co_await js.consumer_info(spec.stream, spec.durable);
     } catch (const NotFoundError&) {
     }
     if (!again || again->push != spec.push || !differences(spec, again->raw["config"]).empty()) std::rethrow_exception(create_error);

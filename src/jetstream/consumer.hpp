@@ -1,9 +1,9 @@
-// Folder jetstream/: JetStream. API calls and stream management (jsapi.cpp), publishing and
-// PubAcks (publish.cpp, puback.*, publish_tracker.hpp), server errors (server_errors.*), and
-// consumers: ensuring the durable (consumer.*), push, pull and message streams, built on
-// subscription/. It calls subscription/, message/, transport/, runtime/ and base/. Today the
-// API and publish code are members of BusCore (bus/): that class is still one object spread
-// over two folders, the next step of the restructuring.
+// Folder jetstream/: JetStream. The management API (JsApi, js_api.*), publishing and PubAcks
+// (Publisher, publisher.*, puback.*, publish_tracker.hpp), server errors (server_errors.*), and
+// consumers: ensuring the durable (consumer.*), push, pull and message streams (stream.*), built
+// on subscription/. It calls subscription/, message/, transport/, runtime/ and base/; it reaches
+// the bus only through the host interfaces the bus implements (JsApi::Host, Publisher::Host,
+// SubHost).
 #pragma once
 
 #include <chrono>
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "bus/bus_core.hpp"
+#include "jetstream/js_api.hpp"
 #include "message/msg_impl.hpp"
 #include "runtime/detached.hpp"
 #include "subscription/subscription.hpp"
@@ -45,8 +45,7 @@ struct ConsumerSpec {
 /// Creates the consumer when missing; when it exists: kind mismatch is a ConsumerKindError,
 /// and with `reconcile` a consumer whose queue group, filter, deliver policy, ack wait or max
 /// ack pending differ is deleted and recreated. Returns the consumer as the server has it.
-Task<ConsumerInfo> ensure_consumer(BusCore& bus, ConsumerSpec& spec);
-ConsumerInfo parse_consumer_info(nlohmann::json j);
+Task<ConsumerInfo> ensure_consumer(JsApi& js, ConsumerSpec& spec);
 
 /// Durable or ephemeral push consumer.
 class PushCore final : public SubCore {

@@ -1,7 +1,7 @@
 // The JetStream publishes of one bus that are in flight: the window that bounds them
 // (NatsConfig::max_pending_publishes), the wait for all of them to settle, the client-side
 // dedupe window, and the subjects a stream has acknowledged (their publishes take the Mux's
-// fast lane). Loop thread only; BusCore owns one, publish.cpp and close() use it.
+// fast lane). Loop thread only; the Publisher owns one, the bus' close() waits on it.
 #pragma once
 
 #include <chrono>

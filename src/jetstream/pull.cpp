@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "base/util.hpp"
 #include "jetstream/consumer.hpp"
 #include "jetstream/server_errors.hpp"
 #include "transport/request.hpp"
@@ -38,19 +39,19 @@ bool is_status(natsMsg* m) {
 }  // namespace
 
 Task<void> PullCore::start(ConsumerSpec spec, int batch, std::chrono::milliseconds expires, std::chrono::milliseconds heartbeat) {
-  BusCore& bus = *bus_;
+  SubHost& bus = *bus_;
   subject_ = spec.filter_subject;
   stream_ = spec.stream;
   durable_ = spec.durable;
   batch_ = batch;
   expires_ = expires;
   heartbeat_ = heartbeat;
-  const ConsumerInfo info = co_await ensure_consumer(bus, spec);
+  const ConsumerInfo info = co_await ensure_consumer(bus.js(), spec);
   max_deliver_ = info.raw["config"].value("max_deliver", -1);
   spec_ = spec;
   bus.ensure_open(spec.op);
-  inbox_ = bus.new_inbox() + ".";
-  next_subject_ = bus.api_subject(fmt::format("CONSUMER.MSG.NEXT.{}.{}", stream_, durable_));
+  inbox_ = bus.js().new_inbox() + ".";
+  next_subject_ = bus.js().api_subject(fmt::format("CONSUMER.MSG.NEXT.{}.{}", stream_, durable_));
   wire_subject_ = inbox_ + "*";
   pending_msgs_ = -1;  // bounded by the two requests in flight
   pending_bytes_ = -1;
@@ -258,7 +259,7 @@ void PullCore::pump() noexcept {
       }
     } else {
       try {
-        fetch_->msgs.emplace_back(kLibrary, new MsgImpl(std::move(m), bus_.get()));
+        fetch_->msgs.emplace_back(kLibrary, new MsgImpl(std::move(m), bus_->ack_target()));
       } catch (const std::bad_alloc&) {
         fetch_->error = std::current_exception();
         fetch_->finished = true;
@@ -344,7 +345,7 @@ Task<void> PullCore::recover_loop(Ref<PullCore> self) {
     bool ok = false;
     try {
       ConsumerSpec spec = self->spec_;
-      co_await ensure_consumer(*self->bus_, spec);
+      co_await ensure_consumer(self->bus_->js(), spec);
       log(LogLevel::info, "pull_consumer_recovered", {{"stream", self->stream_}, {"durable", self->durable_}});
       ok = true;
     } catch (const std::exception& e) {
@@ -430,9 +431,9 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
                       ctx);
   }
   // Reconnecting: wait for the new connection within the fetch's time; nothing came meanwhile.
-  if (bus_->state() == BusCore::State::reconnecting) {
+  if (bus_->reconnecting()) {
     const bool up = co_await bus_->wait_connected(saturating_deadline(timeout));
-    if (!up && bus_->state() == BusCore::State::reconnecting) co_return std::vector<ReceivedMessage>{};
+    if (!up && bus_->reconnecting()) co_return std::vector<ReceivedMessage>{};
   }
   if (!active_) throw ClosedError(fmt::format("the pull subscription ended: {}", bus_->closed_reason()), ctx);
   bus_->ensure_open(ctx.operation);
@@ -450,7 +451,7 @@ Task<std::vector<ReceivedMessage>> PullCore::fetch(int batch, std::chrono::milli
   auto run_step = [&](bool no_wait, Clock::time_point deadline) -> Task<void> {
     f.finished = false;
     // The connection was lost under this fetch: wait for the next one within the fetch's time.
-    if (bus_->state() == BusCore::State::reconnecting) {
+    if (bus_->reconnecting()) {
       const bool up = co_await bus_->wait_connected(deadline);
       if (!up) co_return;
     }

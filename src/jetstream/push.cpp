@@ -9,7 +9,7 @@
 namespace natbus::detail {
 
 Task<void> PushCore::start(ConsumerSpec spec) {
-  BusCore& bus = *bus_;
+  SubHost& bus = *bus_;
   subject_ = spec.filter_subject;
   stream_ = spec.stream;
   durable_ = spec.durable;
@@ -21,7 +21,7 @@ Task<void> PushCore::start(ConsumerSpec spec) {
   ctx.stream = spec.stream;
   ctx.durable = spec.durable;
 
-  ConsumerInfo info = co_await ensure_consumer(bus, spec);
+  ConsumerInfo info = co_await ensure_consumer(bus.js(), spec);
   if (durable_.empty()) durable_ = info.name;  // ephemeral: the server's name, for logs
   max_deliver_ = info.raw["config"].value("max_deliver", -1);
 
@@ -46,7 +46,7 @@ Task<void> PushCore::start(ConsumerSpec spec) {
       }
       co_await natbus::sleep(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-      info = co_await bus.consumer_info(spec.stream, spec.durable);
+      info = co_await bus.js().consumer_info(spec.stream, spec.durable);
       if (!info.push_bound) break;
     }
     log(LogLevel::info, "js_consumer_released",

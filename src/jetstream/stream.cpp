@@ -1,14 +1,14 @@
-// MessageStream: a consumer's messages as an async sequence over a bounded buffer. The
-// subscription's handler parks each message in the buffer and waits while it is full; next()
-// takes them out. Everything runs on the loop thread.
+// MessageStream's channel and handler (stream.hpp), and the MessageStream handle.
+#include "jetstream/stream.hpp"
+
 #include <deque>
 #include <memory>
 #include <utility>
 
 #include <fmt/format.h>
 
-#include "bus/bus_core.hpp"
 #include "natbus/bus.hpp"
+#include "runtime/wait.hpp"
 
 namespace natbus {
 
@@ -81,13 +81,17 @@ Task<ReceivedMessage> next_impl(std::shared_ptr<StreamChannel> ch) {
   co_return m;
 }
 
+}  // namespace
+
 Task<MessageStream> make_stream(Task<Subscription> subscribing, std::shared_ptr<StreamChannel> ch) {
   Subscription sub = co_await std::move(subscribing);
   auto* hold = new StreamHold{std::move(ch)};
   co_return make_message_stream(hold, std::move(sub));
 }
 
-std::shared_ptr<StreamChannel> new_channel(BusCore& core, std::string_view op, std::size_t buffer) {
+HandlerPtr stream_handler(std::shared_ptr<StreamChannel> ch) { return HandlerPtr(new StreamHandler(std::move(ch))); }
+
+std::shared_ptr<StreamChannel> new_channel(SubHost& core, std::string_view op, std::size_t buffer) {
   if (buffer == 0) throw InvalidArgument("buffer must be at least 1", ErrorContext{.operation = std::string(op)});
   core.ensure_open(op);
   auto ch = std::make_shared<StreamChannel>();
@@ -103,7 +107,6 @@ void require_manual_ack(std::optional<bool> manual_ack, std::string_view op) {
   }
 }
 
-}  // namespace
 }  // namespace detail
 
 MessageStream::~MessageStream() {
@@ -131,23 +134,5 @@ Task<void> MessageStream::close() {
 }
 
 std::size_t MessageStream::buffered() const noexcept { return hold_ != nullptr ? hold_->ch->buf.size() : 0; }
-
-Task<MessageStream> NatsBus::messages(std::string_view subject, const PushOptions& options, std::size_t buffer) {
-  detail::require_manual_ack(options.manual_ack, "messages");
-  auto ch = detail::new_channel(detail::core_of(core_, "messages"), "messages", buffer);
-  PushOptions o = options;
-  o.manual_ack = true;
-  o.max_concurrency = 1;
-  return detail::make_stream(push_subscribe_erased(subject, detail::HandlerPtr(new detail::StreamHandler(ch)), o), ch);
-}
-
-Task<MessageStream> NatsBus::pull_messages(std::string_view subject, const PullOptions& options, std::size_t buffer) {
-  detail::require_manual_ack(options.manual_ack, "pull_messages");
-  auto ch = detail::new_channel(detail::core_of(core_, "pull_messages"), "pull_messages", buffer);
-  PullOptions o = options;
-  o.manual_ack = true;
-  o.max_concurrency = 1;
-  return detail::make_stream(pull_subscribe_erased(subject, detail::HandlerPtr(new detail::StreamHandler(ch)), o), ch);
-}
 
 }  // namespace natbus

@@ -9,6 +9,7 @@
 #include "base/util.hpp"
 #include "base/validate.hpp"
 #include "message/trace.hpp"
+#include "natbus/json.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {
@@ -25,7 +26,7 @@ AckTokens ack_tokens(std::string_view reply) noexcept;
 
 // ---- SubCore ----------------------------------------------------------------------------------
 
-SubCore::SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler, DeliverySettings settings)
+SubCore::SubCore(SubHost* bus, std::unique_ptr<HandlerBase> handler, DeliverySettings settings)
     : manual_ack_(settings.manual_ack),
       max_concurrency_(settings.max_concurrency),
       dead_letter_subject_(std::move(settings.dead_letter_subject)),
@@ -447,7 +448,7 @@ Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
     dlq.set_header("x-dead-letter-durable", durable_);
     dlq.set_header("x-dead-letter-sequence", std::to_string(md ? md->stream_sequence : 0));
     dlq.set_header("x-dead-letter-deliveries", std::to_string(md ? md->num_delivered : 0));
-    auto future = co_await bus_->publish_async(std::move(dlq));
+    auto future = co_await bus_->publish(std::move(dlq));
     co_await std::move(future);
     if (msg.state == AckState::none) send_ack(msg, "term", "+TERM", AckState::termed);
     log(LogLevel::warn, "sub_dead_lettered",
@@ -463,7 +464,7 @@ Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
 }
 
 void SubCore::dispatch(MsgPtr m) {
-  auto* impl = new MsgImpl(std::move(m), bus_.get());
+  auto* impl = new MsgImpl(std::move(m), bus_->ack_target());
   impl->started = Clock::now();
   if (note_received(impl->msg.get()) > 1) ++redelivered_;
   ++running_;

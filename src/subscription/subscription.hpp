@@ -2,7 +2,7 @@
 // pull consumers, message streams): the cnats queue drained after each read, the held queue,
 // handlers started up to max_concurrency, acks after handlers, dead letters, and the stop that
 // gives back (naks) what was in flight. It calls message/, transport/, runtime/ and base/, and
-// BusCore for the connection (the next edge to cut).
+// reaches its bus through SubHost (sub_host.hpp), which the bus implements.
 //
 // Consumers. natbus creates (or reconciles) every durable itself with the JetStream API and
 // then listens with a plain, synchronous cnats subscription that the loop drains after each
@@ -25,9 +25,11 @@
 #include <string>
 #include <vector>
 
-#include "bus/bus_core.hpp"
 #include "message/msg_impl.hpp"
+#include "natbus/log.hpp"
 #include "runtime/detached.hpp"
+#include "runtime/wait.hpp"
+#include "subscription/sub_host.hpp"
 
 namespace natbus::detail {
 
@@ -46,7 +48,7 @@ struct DeliverySettings {
 /// A handler-driven (or fetch-driven) subscription. Base of push and pull.
 class SubCore : public RefCounted, public MsgSink {
  public:
-  SubCore(BusCore* bus, std::unique_ptr<HandlerBase> handler, DeliverySettings settings = {});
+  SubCore(SubHost* bus, std::unique_ptr<HandlerBase> handler, DeliverySettings settings = {});
   ~SubCore() override;
 
   // Handle bookkeeping: the subscription stops when its last Subscription handle goes.
@@ -77,7 +79,7 @@ class SubCore : public RefCounted, public MsgSink {
   [[nodiscard]] const std::string& durable() const noexcept { return durable_; }
   [[nodiscard]] const std::string& queue() const noexcept { return queue_; }
   [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
-  [[nodiscard]] BusCore& bus() const noexcept { return *bus_; }
+  [[nodiscard]] SubHost& bus() const noexcept { return *bus_; }
   [[nodiscard]] int running() const noexcept { return running_; }
   /// Messages cnats dropped for this subscription because its queues were full.
   [[nodiscard]] std::uint64_t dropped() const noexcept;
@@ -152,7 +154,7 @@ class SubCore : public RefCounted, public MsgSink {
   /// cnats destroyed a no-responders status taken off the subscription (pull requests only).
   virtual void on_no_responders() noexcept {}
 
-  Ref<BusCore> bus_;
+  Ref<SubHost> bus_;
   std::unique_ptr<HandlerBase> handler_;
   natsSubscription* sub_ = nullptr;
   std::string wire_subject_;  // what sub_ listens on (deliver subject, pull inbox, core subject)

@@ -154,7 +154,7 @@ Task<void> step_down_stalled(NatsBus& bus, std::string stream, std::vector<std::
     ctx.operation = "consumer_leader_stepdown";
     const std::string subject = "$JS.API.CONSUMER.LEADER.STEPDOWN." + stream + "." + durable;
     try {
-      co_await natbus::detail::bus_core_of(bus)->js_request(subject, "", ctx);
+      co_await natbus::detail::bus_core_of(bus)->js().request(subject, "", ctx);
     } catch (const natbus::Error& e) {
       std::printf("[fault] cluster: step-down of %s failed: %s\n", durable.c_str(), e.what());
     }

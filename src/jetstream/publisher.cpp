@@ -1,15 +1,18 @@
-// JetStream publishing: every publish is pipelined through the Mux (its PubAck is a reply on
-// the bus' inbox); publish() is publish_async() plus an immediate await of the future.
+// JetStream publishing (publisher.hpp) and the PublishFuture that awaits a PubAck.
+#include "jetstream/publisher.hpp"
+
 #include <array>
 #include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "base/key.hpp"
 #include "base/validate.hpp"
-#include "bus/bus_core.hpp"
 #include "jetstream/puback.hpp"
 #include "jetstream/server_errors.hpp"
+#include "message/nats_msg.hpp"
+#include "natbus/log.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {
@@ -20,10 +23,10 @@ struct PubSlot final : Mux::Waiter {
   static void* operator new(std::size_t size) { return frame_alloc(size); }
   static void operator delete(void* ptr, std::size_t size) noexcept { frame_free(ptr, size); }
 
-  explicit PubSlot(BusCore* b) noexcept : bus(b) { bus->add_ref(); }
+  explicit PubSlot(Publisher* p) noexcept : pub(p) { pub->host().pub_retain(); }
   PubSlot(const PubSlot&) = delete;
   PubSlot& operator=(const PubSlot&) = delete;
-  ~PubSlot() { bus->release(); }
+  ~PubSlot() { pub->host().pub_release(); }
 
   void add_ref() noexcept { ++refs; }
   void release() noexcept {
@@ -35,11 +38,11 @@ struct PubSlot final : Mux::Waiter {
     done = true;
     if (!error && !dedupe_id.empty()) {
       try {
-        bus->publishes().remember_published(std::move(dedupe_id));
+        pub->tracker().remember_published(std::move(dedupe_id));
       } catch (...) {  // out of memory: the window forgets this one
       }
     }
-    auto& c = bus->counters().publish;
+    auto& c = pub->host().pub_metrics();
     if (error) {
       ++c.failed;
     } else {
@@ -47,16 +50,17 @@ struct PubSlot final : Mux::Waiter {
       if (ack.duplicate) ++c.duplicates;
     }
     c.ack_seconds.observe(std::chrono::duration<double>(Clock::now() - sent_at).count());
-    bus->publishes().settled(bus->loop());
+    Loop* loop = pub->host().pub_loop();
+    pub->tracker().settled(loop);
     if (waiter) {
-      if (Loop* loop = bus->loop(); loop != nullptr) loop->schedule(std::exchange(waiter, {}));
+      if (loop != nullptr) loop->schedule(std::exchange(waiter, {}));
     }
     release();  // the Mux's reference
   }
 
   int refs = 1;
   bool done = false;
-  BusCore* bus;
+  Publisher* pub;
   /// The subject, for error messages: inline when short (no allocation per publish).
   void set_subject(std::string_view s) {
     if (s.size() <= subject_inline.size()) {
@@ -90,7 +94,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
     const char* data = natsMsg_GetData(reply.get());
     const std::string_view body(data == nullptr ? "" : data, static_cast<std::size_t>(natsMsg_GetDataLength(reply.get())));
     if (parse_puback_fast(body, ack)) {
-      if (!fast) bus->publishes().learn_stream_subject(subject_view());
+      if (!fast) pub->tracker().learn_stream_subject(subject_view());
       settle();
       return;
     }
@@ -113,7 +117,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
         ack.sequence = j.value("seq", std::uint64_t{0});
         ack.duplicate = j.value("duplicate", false);
         ack.domain = intern(j.value("domain", std::string()));
-        if (!fast) bus->publishes().learn_stream_subject(subject_view());
+        if (!fast) pub->tracker().learn_stream_subject(subject_view());
         break;
       }
       case NATS_NO_RESPONDERS:
@@ -125,7 +129,7 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
       case NATS_TIMEOUT:
         throw TimeoutError(fmt::format("no PubAck within {} ms (publish_timeout); the message may or may not be stored: "
                                        "retry with the same msg_id",
-                                       bus->config().publish_timeout.count()),
+                                       pub->settings().publish_timeout.count()),
                            ctx);
       case NATS_CONNECTION_DISCONNECTED:
         throw ConnectionError(
@@ -139,49 +143,20 @@ void PubSlot::on_reply(MsgPtr reply, natsStatus status) noexcept {
   settle();
 }
 
-void BusCore::on_fast_lane_no_responders() noexcept {
+void Publisher::on_fast_lane_no_responders() noexcept {
   log(LogLevel::warn, "publish_no_responders_fast_lane",
-      {{"known_subjects", std::to_string(publishes_.forget_stream_subjects())},
+      {{"known_subjects", std::to_string(tracker_.forget_stream_subjects())},
        {"effect", "a publish in flight gets no PubAck and times out after publish_timeout; later publishes re-learn their streams"}});
 }
-
-MsgPtr BusCore::to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op) const {
-  natsMsg* raw = nullptr;
-  const std::string_view subject = msg.subject();
-#ifdef NATBUS_HAVE_NATSMSG_CREATE
-  // The message is already encoded as it goes on the wire: hand cnats the header block as is
-  // (one allocation, one copy; cnats sends a pre-encoded block without re-encoding it).
-  const std::string_view wire(msg.wire_headers().data(), msg.wire_size());
-  const std::size_t reply_len = reply == nullptr ? 0 : std::strlen(reply);
-  const natsStatus s = natsMsg_create(&raw, subject.data(), static_cast<int>(subject.size()), reply, static_cast<int>(reply_len),
-                                      wire.data(), static_cast<int>(wire.size()), static_cast<int>(msg.wire_headers().size()));
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(subject)});
-  return MsgPtr(raw);
-#else
-  const std::string subj(subject);
-  const auto payload = msg.payload();
-  natsStatus s = natsMsg_Create(&raw, subj.c_str(), reply, payload.data(), static_cast<int>(payload.size()));
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = subj});
-  MsgPtr m(raw);
-  for (const auto& [k, v] : msg.headers()) {
-    s = natsMsgHeader_Add(raw, std::string(k).c_str(), std::string(v).c_str());
-    if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = subj}, "setting a header");
-  }
-  return m;
-#endif
-}
-
-std::int64_t BusCore::max_payload() const noexcept { return nc_ != nullptr ? natsConnection_GetMaxPayload(nc_) : 0; }
 
 namespace {
 
 /// Waits for room in the publish window.
 class WindowAwaiter {
  public:
-  explicit WindowAwaiter(BusCore& bus, WaitList& list) noexcept : bus_(bus), wait_(list) {}
-  [[nodiscard]] bool await_ready() const noexcept {
-    return bus_.pending_publishes() < static_cast<std::size_t>(bus_.config().max_pending_publishes);
-  }
+  WindowAwaiter(PublishTracker& tracker, std::size_t max_pending) noexcept
+      : tracker_(tracker), max_(max_pending), wait_(tracker.window()) {}
+  [[nodiscard]] bool await_ready() const noexcept { return tracker_.in_flight() < max_; }
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) {
     return wait_.await_suspend(h);
@@ -189,19 +164,20 @@ class WindowAwaiter {
   void await_resume() { wait_.await_resume(); }
 
  private:
-  BusCore& bus_;
+  PublishTracker& tracker_;
+  std::size_t max_;
   WaitOn wait_;
 };
 
 }  // namespace
 
-Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
+Task<PublishFuture> Publisher::publish_async(BusMessage msg) {
   const std::string_view op = "publish";
   // While the supervisor reconnects, a publish waits for the new connection (bounded).
-  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
-  ensure_open(op);
-  const bool dedupe = cfg_.dedupe_window.count() > 0 && !msg.correlation_id().empty();
-  if (dedupe && publishes_.published_recently(msg.correlation_id(), saturating_ns(cfg_.dedupe_window))) {
+  if (host_.pub_reconnecting()) (void)co_await host_.pub_wait_connected(saturating_deadline(s_.publish_timeout));
+  host_.pub_ensure_open(op);
+  const bool dedupe = s_.dedupe_window.count() > 0 && !msg.correlation_id().empty();
+  if (dedupe && tracker_.published_recently(msg.correlation_id(), saturating_ns(s_.dedupe_window))) {
     // Python's dedupe_window: a publish whose correlation id was published within the window
     // is dropped; report it as a duplicate without touching the server.
     log(LogLevel::debug, "publish_deduplicated",
@@ -209,49 +185,53 @@ Task<PublishFuture> BusCore::publish_async(BusMessage msg) {
     auto* slot = new PubSlot(this);
     slot->done = true;
     slot->ack.duplicate = true;
-    ++counters_.publish.acked;
-    ++counters_.publish.duplicates;
+    auto& c = host_.pub_metrics();
+    ++c.acked;
+    ++c.duplicates;
     co_return PublishFuture(kLibrary, slot);
   }
   const auto size = msg.wire_size();
-  if (const auto max = max_payload(); max > 0 && size > static_cast<std::size_t>(max)) {
-    throw PayloadTooLargeError(
-        fmt::format("message of {} bytes (payload and headers) exceeds the server's max_payload of {} bytes", size, max),
-        ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
+  if (natsConnection* nc = host_.pub_connection(); nc != nullptr) {
+    if (const auto max = natsConnection_GetMaxPayload(nc); max > 0 && size > static_cast<std::size_t>(max)) {
+      throw PayloadTooLargeError(
+          fmt::format("message of {} bytes (payload and headers) exceeds the server's max_payload of {} bytes", size, max),
+          ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
+    }
   }
-  co_await WindowAwaiter(*this, publishes_.window());
-  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.publish_timeout));
-  ensure_open(op);  // the bus may have closed (or lost its connection) while we waited
+  co_await WindowAwaiter(tracker_, s_.max_pending);
+  if (host_.pub_reconnecting()) (void)co_await host_.pub_wait_connected(saturating_deadline(s_.publish_timeout));
+  host_.pub_ensure_open(op);  // the bus may have closed (or lost its connection) while we waited
 
   auto* slot = new PubSlot(this);  // reference for the Mux
   slot->set_subject(msg.subject());
   if (dedupe) slot->dedupe_id.assign(msg.correlation_id());
   try {
     char reply[256];
-    slot->fast = publishes_.stream_known(msg.subject());
-    const char* r = mux_.next_reply(reply, sizeof reply, slot->fast);
+    slot->fast = tracker_.stream_known(msg.subject());
+    Mux& mux = host_.pub_mux();
+    const char* r = mux.next_reply(reply, sizeof reply, slot->fast);
     MsgPtr m = to_nats_msg(msg, r, op);
-    const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
+    const natsStatus s = natsConnection_PublishMsg(host_.pub_connection(), m.get());
     if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
-    mux_.commit(saturating_ns(cfg_.publish_timeout), slot);
+    mux.commit(saturating_ns(s_.publish_timeout), slot);
   } catch (...) {
     slot->release();
     throw;
   }
-  publishes_.sent();
-  ++counters_.publish.published;
+  tracker_.sent();
+  ++host_.pub_metrics().published;
   slot->sent_at = Clock::now();
   slot->add_ref();  // reference for the future
   co_return PublishFuture(kLibrary, slot);
 }
 
-Task<void> BusCore::publish_async_complete(std::chrono::milliseconds timeout) {
+Task<void> Publisher::complete(std::chrono::milliseconds timeout) {
   const auto deadline = saturating_deadline(timeout);
-  while (publishes_.in_flight() > 0) {
+  while (tracker_.in_flight() > 0) {
     // GCC 12 miscompiles co_await directly in an if condition: bind the result first.
-    const bool woken = co_await WaitUntil(publishes_.all_settled(), deadline);
+    const bool woken = co_await WaitUntil(tracker_.all_settled(), deadline);
     if (!woken) {
-      throw TimeoutError(fmt::format("{} publishes still wait for their PubAck after {} ms", publishes_.in_flight(), timeout.count()),
+      throw TimeoutError(fmt::format("{} publishes still wait for their PubAck after {} ms", tracker_.in_flight(), timeout.count()),
                          ErrorContext{.operation = "publish_async_complete"});
     }
   }

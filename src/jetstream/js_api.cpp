@@ -1,12 +1,17 @@
 // JetStream management over the JSON API ($JS.API.*), through the bus' Mux: no thread blocks,
 // every call honours NatsConfig::js_api_timeout, and every server field is reachable (cnats
 // 3.4's structs stop at server 2.9's).
+#include "jetstream/js_api.hpp"
+
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <optional>
+
+#include "base/util.hpp"
 #include "base/validate.hpp"
-#include "bus/bus_core.hpp"
-#include "jetstream/consumer.hpp"
 #include "jetstream/server_errors.hpp"
+#include "natbus/log.hpp"
 #include "transport/request.hpp"
 
 namespace natbus::detail {
@@ -24,21 +29,22 @@ StorageType storage_of(const nlohmann::json& cfg) {
 
 }  // namespace
 
-std::string BusCore::api_subject(std::string_view suffix) const {
-  if (cfg_.js_domain.empty()) return fmt::format("$JS.API.{}", suffix);
-  return fmt::format("$JS.{}.API.{}", cfg_.js_domain, suffix);
+std::string JsApi::api_subject(std::string_view suffix) const {
+  if (s_.domain.empty()) return fmt::format("$JS.API.{}", suffix);
+  return fmt::format("$JS.{}.API.{}", s_.domain, suffix);
 }
 
-Task<nlohmann::json> BusCore::js_request(std::string subject, std::string body, ErrorContext ctx) {
-  if (state_ == State::reconnecting) (void)co_await wait_connected(saturating_deadline(cfg_.js_api_timeout));
-  ensure_usable(ctx.operation);
-  const auto timeout = saturating_ns(cfg_.js_api_timeout);
-  auto [reply, status] = co_await ReplyAwaiter(mux_, subject, std::move(body), timeout);
+std::string JsApi::new_inbox() const { return s_.inbox_prefix + "." + random_token(22); }
+
+Task<nlohmann::json> JsApi::request(std::string subject, std::string body, ErrorContext ctx) {
+  co_await host_.js_ready(ctx.operation, s_.timeout);
+  const auto timeout = saturating_ns(s_.timeout);
+  auto [reply, status] = co_await ReplyAwaiter(host_.js_mux(), subject, std::move(body), timeout);
   switch (status) {
     case NATS_OK:
       break;
     case NATS_TIMEOUT:
-      throw TimeoutError(fmt::format("no JetStream API answer on {} within {} ms (js_api_timeout)", subject, cfg_.js_api_timeout.count()),
+      throw TimeoutError(fmt::format("no JetStream API answer on {} within {} ms (js_api_timeout)", subject, s_.timeout.count()),
                          std::move(ctx));
     case NATS_NO_RESPONDERS:
       throw JetStreamNotEnabledError(
@@ -86,7 +92,7 @@ StreamInfo parse_stream_info(nlohmann::json j) {
 
 }  // namespace
 
-ConsumerInfo parse_consumer_info(nlohmann::json j) {  // declared in consumer.hpp
+ConsumerInfo parse_consumer_info(nlohmann::json j) {
   ConsumerInfo ci;
   ci.stream = j.value("stream_name", std::string());
   ci.name = j.value("name", std::string());
@@ -109,39 +115,39 @@ ConsumerInfo parse_consumer_info(nlohmann::json j) {  // declared in consumer.hp
   return ci;
 }
 
-Task<StreamInfo> BusCore::stream_info(std::string stream) {
+Task<StreamInfo> JsApi::stream_info(std::string stream) {
   ErrorContext ctx{.operation = "stream_info", .stream = stream};
-  auto j = co_await js_request(api_subject("STREAM.INFO." + stream), "", std::move(ctx));
+  auto j = co_await request(api_subject("STREAM.INFO." + stream), "", std::move(ctx));
   co_return parse_stream_info(std::move(j));
 }
 
-Task<ConsumerInfo> BusCore::consumer_info(std::string stream, std::string consumer) {
+Task<ConsumerInfo> JsApi::consumer_info(std::string stream, std::string consumer) {
   ErrorContext ctx{.operation = "consumer_info", .stream = stream, .durable = consumer};
-  auto j = co_await js_request(api_subject(fmt::format("CONSUMER.INFO.{}.{}", stream, consumer)), "", std::move(ctx));
+  auto j = co_await request(api_subject(fmt::format("CONSUMER.INFO.{}.{}", stream, consumer)), "", std::move(ctx));
   co_return parse_consumer_info(std::move(j));
 }
 
-Task<void> BusCore::delete_consumer(std::string stream, std::string consumer) {
+Task<void> JsApi::delete_consumer(std::string stream, std::string consumer) {
   ErrorContext ctx{.operation = "delete_consumer", .stream = stream, .durable = consumer};
-  co_await js_request(api_subject(fmt::format("CONSUMER.DELETE.{}.{}", stream, consumer)), "", std::move(ctx));
+  co_await request(api_subject(fmt::format("CONSUMER.DELETE.{}.{}", stream, consumer)), "", std::move(ctx));
 }
 
-Task<void> BusCore::delete_stream(std::string stream) {
+Task<void> JsApi::delete_stream(std::string stream) {
   ErrorContext ctx{.operation = "delete_stream", .stream = stream};
-  co_await js_request(api_subject("STREAM.DELETE." + stream), "", std::move(ctx));
+  co_await request(api_subject("STREAM.DELETE." + stream), "", std::move(ctx));
 }
 
-Task<void> BusCore::purge_stream(std::string stream) {
+Task<void> JsApi::purge_stream(std::string stream) {
   ErrorContext ctx{.operation = "purge_stream", .stream = stream};
-  co_await js_request(api_subject("STREAM.PURGE." + stream), "", std::move(ctx));
+  co_await request(api_subject("STREAM.PURGE." + stream), "", std::move(ctx));
 }
 
-Task<std::string> BusCore::resolve_stream(std::string given, std::string subject, std::string op) {
+Task<std::string> JsApi::resolve_stream(std::string given, std::string subject, std::string op) {
   if (!given.empty()) co_return given;
-  if (!cfg_.stream_name.empty()) co_return cfg_.stream_name;
+  if (!s_.default_stream.empty()) co_return s_.default_stream;
   ErrorContext ctx{.operation = op, .subject = subject};
   nlohmann::json req = {{"subject", subject}};
-  auto j = co_await js_request(api_subject("STREAM.NAMES"), req.dump(), ctx);
+  auto j = co_await request(api_subject("STREAM.NAMES"), req.dump(), ctx);
   std::vector<std::string> names;
   if (j.contains("streams") && j["streams"].is_array()) {
     for (const auto& n : j["streams"]) names.push_back(n.get<std::string>());
@@ -154,20 +160,15 @@ Task<std::string> BusCore::resolve_stream(std::string given, std::string subject
   co_return names.front();
 }
 
-Task<void> BusCore::check_jetstream() {
+Task<void> JsApi::check_enabled() {
   ErrorContext ctx{.operation = "connect"};
-  auto j = co_await js_request(api_subject("INFO"), "", ctx);
+  auto j = co_await request(api_subject("INFO"), "", ctx);
   log(LogLevel::debug, "js_account_info",
       {{"streams", std::to_string(j.value("streams", 0))}, {"consumers", std::to_string(j.value("consumers", 0))}});
 }
 
-Task<void> BusCore::bootstrap_stream() {
-  if (cfg_.stream_name.empty()) co_return;
-  co_await ensure_stream(cfg_.stream_name, cfg_.stream_subjects, cfg_.stream, cfg_.stream_create, cfg_.stream_update_subjects);
-}
-
-Task<StreamInfo> BusCore::ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions so, bool create,
-                                        bool add_missing) {
+Task<StreamInfo> JsApi::ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions so, bool create,
+                                      bool add_missing) {
   ErrorContext ctx;
   ctx.operation = create ? "create_stream" : "connect";
   ctx.stream = name;
@@ -201,7 +202,7 @@ Task<StreamInfo> BusCore::ensure_stream(std::string name, std::vector<std::strin
     if (so.duplicate_window.count() > 0) conf["duplicate_window"] = ns(so.duplicate_window);
     bool created_elsewhere = false;
     try {
-      auto j = co_await js_request(api_subject("STREAM.CREATE." + name), conf.dump(), ctx);
+      auto j = co_await request(api_subject("STREAM.CREATE." + name), conf.dump(), ctx);
       info = parse_stream_info(std::move(j));
       log(LogLevel::info, "js_stream_created",
           {{"stream", name},
@@ -231,7 +232,7 @@ Task<StreamInfo> BusCore::ensure_stream(std::string name, std::vector<std::strin
     std::vector<std::string> all = info->subjects;
     all.insert(all.end(), missing.begin(), missing.end());
     conf["subjects"] = all;
-    auto j = co_await js_request(api_subject("STREAM.UPDATE." + name), conf.dump(), ctx);
+    auto j = co_await request(api_subject("STREAM.UPDATE." + name), conf.dump(), ctx);
     info = parse_stream_info(std::move(j));
     log(LogLevel::info, "js_stream_subjects_updated", {{"stream", name}, {"added", fmt::format("{}", fmt::join(missing, ","))}});
   }

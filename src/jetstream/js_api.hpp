@@ -1,0 +1,77 @@
+// JsApi: the JetStream management API ($JS.API.*) of one bus: requests through the bus' Mux
+// (no thread blocks), each bounded by NatsConfig::js_api_timeout, answers parsed into
+// StreamInfo / ConsumerInfo or mapped to natbus errors (server_errors.hpp). It reaches the
+// connection only through its Host, which the bus implements. Loop thread only.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "natbus/config.hpp"
+#include "natbus/error.hpp"
+#include "natbus/stream_info.hpp"
+#include "natbus/task.hpp"
+#include "transport/mux.hpp"
+
+namespace natbus::detail {
+
+class JsApi {
+ public:
+  /// What the API needs from its owner (the bus).
+  class Host {
+   public:
+    /// Completes when a request may go out: waits out a reconnect (bounded by `bound`), then
+    /// throws the ClosedError / ConnectionError naming `operation` unless the bus is usable.
+    virtual Task<void> js_ready(std::string operation, std::chrono::milliseconds bound) = 0;
+    /// The multiplexer requests go through.
+    [[nodiscard]] virtual Mux& js_mux() noexcept = 0;
+
+   protected:
+    Host() = default;
+    Host(const Host&) = default;
+    Host& operator=(const Host&) = default;
+    ~Host() = default;
+  };
+
+  struct Settings {
+    std::string domain;                       // NatsConfig::js_domain
+    std::chrono::milliseconds timeout{5000};  // NatsConfig::js_api_timeout
+    std::string default_stream;               // NatsConfig::stream_name
+    std::string inbox_prefix;                 // NatsConfig::inbox_prefix
+  };
+
+  JsApi(Host& host, Settings settings) : host_(host), s_(std::move(settings)) {}
+
+  /// "$JS.API.<suffix>", or "$JS.<domain>.API.<suffix>" with a domain.
+  [[nodiscard]] std::string api_subject(std::string_view suffix) const;
+  /// A new unique subject under the inbox prefix (push consumers' deliver subjects).
+  [[nodiscard]] std::string new_inbox() const;
+  /// One API request; returns the parsed answer or throws the mapped error.
+  Task<nlohmann::json> request(std::string subject, std::string body, ErrorContext context);
+
+  Task<StreamInfo> stream_info(std::string stream);
+  Task<ConsumerInfo> consumer_info(std::string stream, std::string consumer);
+  Task<void> delete_consumer(std::string stream, std::string consumer);
+  Task<void> delete_stream(std::string stream);
+  Task<void> purge_stream(std::string stream);
+  /// Creates or checks a stream (connect's bootstrap and NatsBus::create_stream): missing
+  /// subjects are added with `add_missing`, reported otherwise.
+  Task<StreamInfo> ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions options, bool create, bool add_missing);
+  /// Stream for a subscription: `given`, else NatsConfig::stream_name, else the one stream whose
+  /// subjects cover `subject`.
+  Task<std::string> resolve_stream(std::string given, std::string subject, std::string op);
+  /// Account info round trip: throws JetStreamNotEnabledError when nothing answers.
+  Task<void> check_enabled();
+
+ private:
+  Host& host_;
+  Settings s_;
+};
+
+ConsumerInfo parse_consumer_info(nlohmann::json j);
+
+}  // namespace natbus::detail
