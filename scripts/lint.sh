@@ -27,6 +27,23 @@ case "${1:-format}" in
       exit 1
     fi
     echo "gcc12 coroutine patterns: none"
+    # The layers of src/ (docs/architecture.md), lowest first: a folder includes only its own
+    # and lower folders' headers. jetstream/ and core/ are peers; bus/ is the top.
+    declare -A rank=([base]=0 [runtime]=1 [transport]=2 [message]=3 [subscription]=4 [jetstream]=5 [core]=5 [bus]=6)
+    bad=0
+    for file in $(printf '%s\n' "${sources[@]}" | grep '^src/'); do
+      from=$(echo "$file" | cut -d/ -f2)
+      [[ -n "${rank[$from]:-}" ]] || { echo "lint: $file is in no known layer (scripts/lint.sh, rank)" >&2; bad=1; continue; }
+      while IFS= read -r to; do
+        [[ -n "${rank[$to]:-}" ]] || continue
+        if ((rank[$to] > rank[$from])) || { ((rank[$to] == rank[$from])) && [[ $to != "$from" ]]; }; then
+          echo "lint: $file includes $to/ (layer $to is not below $from)" >&2
+          bad=1
+        fi
+      done < <(sed -nE 's@^#include "([a-z_]+)/.*@\1@p' "$file" | sort -u)
+    done
+    ((bad == 0)) || exit 1
+    echo "layers: src/ includes only downward"
     ;;
   tidy)
     build=${2:?usage: lint.sh tidy BUILDDIR}
