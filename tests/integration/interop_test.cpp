@@ -165,7 +165,7 @@ std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
   return out;
 }
 
-Task<void> publish_n(NatsBus& bus, const std::string& subject, int from, int to) {
+Task<void> publish_json_range(NatsBus& bus, const std::string& subject, int from, int to) {
   for (int i = from; i <= to; ++i) {
     const nlohmann::json body{{"n", i}};  // a named body: GCC 12 rejects braced lists inside co_await
     co_await bus.publish_json(subject, body);
@@ -179,7 +179,7 @@ TEST(Interop, PullDurableSharedWithGoInTurnNeitherRecreatesNorRedelivers) {
   natbus::run([&]() -> Task<void> {
     NatsBus bus{interop_config(server)};
     co_await bus.connect();
-    co_await publish_n(bus, "interop.shared", 1, 30);
+    co_await publish_json_range(bus, "interop.shared", 1, 30);
     const natbus::PullOptions opts{.durable = "shared_pull"};
     std::string created;
     {
@@ -243,13 +243,13 @@ TEST(Interop, PushDurableWithQueueSharedWithGoInTurn) {
     std::string created;
     {
       auto sub = co_await bus.push_subscribe("interop.shared", on_msg, opts);
-      co_await publish_n(bus, "interop.shared", 1, 10);
+      co_await publish_json_range(bus, "interop.shared", 1, 10);
       const bool got10 = co_await eventually([&] { return acked >= 10; });
       EXPECT_TRUE(got10) << seqs.size();
       created = (co_await bus.consumer_info("INTEROP", "shared_push")).raw.at("created").get<std::string>();
       co_await sub.close();
     }
-    co_await publish_n(bus, "interop.shared", 11, 20);
+    co_await publish_json_range(bus, "interop.shared", 11, 20);
     std::vector<std::string> go_args{"consume", server.url(), "INTEROP", "shared_push", "push", "10", "iop_workers"};
 
     const GoRun go = co_await go_async(std::move(go_args));
@@ -259,7 +259,7 @@ TEST(Interop, PushDurableWithQueueSharedWithGoInTurn) {
     EXPECT_EQ(got.delivered, std::vector<std::uint64_t>(10, 1)) << go.text();
 
     auto sub = co_await bus.push_subscribe("interop.shared", on_msg, opts);
-    co_await publish_n(bus, "interop.shared", 21, 30);
+    co_await publish_json_range(bus, "interop.shared", 21, 30);
     const bool got20 = co_await eventually([&] { return acked >= 20; });
     EXPECT_TRUE(got20) << seqs.size();
     // Everything is acked by one client or the other: nothing pending, nothing redelivered.

@@ -48,6 +48,22 @@ inline NatsConfig stream_config(const NatsServer& server, const std::string& str
   return c;
 }
 
+/// stream_config() with new durables starting at the first message (the tests publish before
+/// they subscribe).
+inline NatsConfig consume_config(const NatsServer& server, const std::string& stream, const std::string& subjects) {
+  NatsConfig c = stream_config(server, stream, subjects);
+  c.deliver_policy = natbus::DeliverPolicy::all;
+  return c;
+}
+
+/// Publishes n JetStream messages to `subject` whose text bodies count from `first`.
+inline Task<void> publish_n(NatsBus& bus, const std::string& subject, int n, int first = 0) {
+  for (int i = first; i < first + n; ++i) {
+    auto msg = BusMessage::from_text(subject, std::to_string(i));
+    co_await bus.publish(std::move(msg));
+  }
+}
+
 /// Polls `pred` every 10 ms on the loop until it holds or `timeout` passes; returns whether it
 /// holds (checked once more at the deadline).
 template <class P>
