@@ -571,11 +571,27 @@ void BusCore::publish_core(std::string_view subject, std::string_view reply, std
 }
 
 void BusCore::publish_core_msg(const BusMessage& msg, std::string_view reply, std::string_view op) {
+  if (msg.wire_headers().empty()) {  // no headers: no natsMsg to build
+    publish_core(msg.subject(), reply, msg.payload(), op);
+    return;
+  }
   ensure_usable(op);
   const std::string r(reply);
   MsgPtr m = to_nats_msg(msg, r.empty() ? nullptr : r.c_str(), op);
   const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
   if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
+}
+
+bool BusCore::write_backlogged() const noexcept { return nc_ != nullptr && natsConnection_Buffered(nc_) > kWriteHighWater; }
+
+Task<void> BusCore::relieve_write_backlog() {
+  Ref<BusCore> keep(this);
+  if (io_) io_->flush_now();  // what the socket takes now
+  // The rest goes out as the loop writes (at the end of each iteration, or on EPOLLOUT); the
+  // loop also reads meanwhile, so a subscriber in this process keeps up. Bounded: a server that
+  // stops reading does not hold the publisher longer than publish_timeout.
+  const auto deadline = saturating_deadline(cfg_.publish_timeout);
+  while (write_backlogged() && Clock::now() < deadline) co_await yield();
 }
 
 void BusCore::teardown_connection() noexcept {

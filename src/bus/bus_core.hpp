@@ -131,6 +131,14 @@ class BusCore final : public RefCounted,
   void publish_core(std::string_view subject, std::string_view reply, std::string_view data, std::string_view op);
   /// Core publish of a message with headers (reply may be empty).
   void publish_core_msg(const BusMessage& msg, std::string_view reply, std::string_view op);
+  /// Bytes buffered for the socket beyond which a core publisher waits for the loop to write.
+  static constexpr int kWriteHighWater = 1 << 20;
+  /// More than kWriteHighWater bytes wait in cnats' write buffer (a publisher outruns the socket).
+  [[nodiscard]] bool write_backlogged() const noexcept;
+  /// Writes what the socket takes, then yields to the loop until the backlog is below the high
+  /// water mark (bounded by publish_timeout). Without it a publisher that never suspends grows
+  /// the buffer without bound, and every partial write moves all of it (cnats' natsBuf_Consume).
+  Task<void> relieve_write_backlog();
 
   // ---- JetStream publishing (jetstream/publisher.*) ----
   [[nodiscard]] Publisher& publisher() noexcept { return publisher_; }

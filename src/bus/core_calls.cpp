@@ -60,7 +60,7 @@ Task<void> NatsBus::publish_core(BusMessage msg) {
   if (msg.subject().empty()) throw InvalidArgument("the message has no subject (moved from?)", ErrorContext{.operation = "publish_core"});
   detail::check("publish_core", "subject", msg.subject(), detail::subject_problem(msg.subject(), false));
   core.publish_core_msg(msg, {}, "publish_core");
-  co_return;
+  if (core.write_backlogged()) co_await core.relieve_write_backlog();
 }
 
 Task<ReceivedMessage> NatsBus::request(BusMessage msg, std::chrono::milliseconds timeout) {

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "bus/bus_core.hpp"
 #include "support/bus_test.hpp"
 
 using namespace std::chrono_literals;
@@ -52,6 +53,42 @@ TEST(Core, PublishCoreReachesSubscribersAndQueueGroupsSplit) {
     EXPECT_EQ(group, want) << "each message reaches exactly one member of the queue group";
     EXPECT_EQ(a + b, 100);
     co_await bus.close();
+  }());
+}
+
+// A publisher that never has to suspend (publish_core completes at once) used to append every
+// message to cnats' write buffer and leave the writing to the end of the loop iteration, which
+// its loop never reached: the buffer held the whole burst, and each partial write moved all of
+// it. Now the buffer stays near its high water mark and a subscriber on the same loop keeps up.
+TEST(Core, APublisherThatOutrunsTheSocketIsHeldBackAndNothingIsLost) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus publisher{config_for(server)};
+    NatsBus receiver{config_for(server)};
+    co_await publisher.connect();
+    co_await receiver.connect();
+    constexpr int kMessages = 50000;
+    const std::string payload(1024, 'x');
+    int got = 0;
+    auto count = [&got](ReceivedMessage&) -> Task<void> {
+      ++got;
+      co_return;
+    };
+    auto sub = co_await receiver.subscribe_core("core.burst", count);
+    natsConnection* nc = natbus::detail::bus_core_of(publisher)->nc();
+    int most_buffered = 0;
+    for (int i = 0; i < kMessages; ++i) {
+      auto msg = BusMessage::from_bytes("core.burst", payload);
+      co_await publisher.publish_core(std::move(msg));
+      most_buffered = std::max(most_buffered, natsConnection_Buffered(nc));
+    }
+    const bool all = co_await eventually([&] { return got == kMessages; }, 60s);
+    EXPECT_TRUE(all) << "received " << got << " of " << kMessages;
+    // The high water mark (1 MiB) plus what one publish adds; before: the whole burst (~60 MB).
+    EXPECT_LE(most_buffered, natbus::detail::BusCore::kWriteHighWater + 4096) << "bytes waiting in cnats' write buffer";
+    co_await sub.close();
+    co_await receiver.close();
+    co_await publisher.close();
   }());
 }
 
