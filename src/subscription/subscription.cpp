@@ -232,7 +232,7 @@ void SubCore::hold_queued() noexcept {
     if (draining_) {
       note_received(raw);  // otherwise dispatch() notes it
       if (!keep_while_draining(raw)) {
-        natsMsg_Destroy(raw);
+        NatsMsgDeleter{}(raw);
         continue;
       }
     }
@@ -240,7 +240,7 @@ void SubCore::hold_queued() noexcept {
       held_.emplace_back(raw);
       held_bytes_ += static_cast<std::size_t>(natsMsg_GetDataLength(raw)) + std::strlen(natsMsg_GetSubject(raw));
     } catch (const std::bad_alloc&) {
-      natsMsg_Destroy(raw);  // JetStream redelivers it after ack_wait
+      NatsMsgDeleter{}(raw);  // JetStream redelivers it after ack_wait
       return;
     }
   }

@@ -2,7 +2,24 @@
 
 #include <fmt/format.h>
 
+#ifdef NATBUS_HAVE_NATSMSG_FREE
+// cnats' internal destructor (msg.c; exported): frees the message here and now.
+// natsMsg_Destroy instead queues it for cnats' garbage-collector thread, which costs a global
+// lock, a futex wakeup and a cross-thread free per message. The one case natsMsg_Destroy skips,
+// a "no destroy" message, exists only inside cnats' own JetStream subscriptions, which natbus
+// does not use. CMake checks the symbol (NATBUS_HAVE_NATSMSG_FREE).
+extern "C" void natsMsg_free(void* object);
+#endif
+
 namespace natbus::detail {
+
+void NatsMsgDeleter::operator()(natsMsg* m) const noexcept {
+#ifdef NATBUS_HAVE_NATSMSG_FREE
+  natsMsg_free(m);
+#else
+  natsMsg_Destroy(m);
+#endif
+}
 
 std::string last_error_text(natsStatus status) {
   natsStatus last = NATS_OK;

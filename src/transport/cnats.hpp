@@ -23,8 +23,9 @@ extern "C" natsStatus natsMsg_create(natsMsg** newMsg, const char* subject, int 
 
 namespace natbus::detail {
 
+/// Frees a message on this thread (cnats.cpp: natsMsg_free when the library exports it).
 struct NatsMsgDeleter {
-  void operator()(natsMsg* m) const noexcept { natsMsg_Destroy(m); }
+  void operator()(natsMsg* m) const noexcept;
 };
 struct NatsOptionsDeleter {
   void operator()(natsOptions* o) const noexcept { natsOptions_Destroy(o); }
