@@ -68,6 +68,37 @@ void Mux::resubscribe(natsConnection* nc) {
   natsSubscription_SetPendingLimits(fast, -1, -1);
   fast_sub_ = fast;
   host_.mux_add_sink(this);
+  renew_solo(nc);
+}
+
+void Mux::drop_solo() noexcept {
+  if (solo_sub_ != nullptr) {
+    natsSubscription_Unsubscribe(solo_sub_);
+    natsSubscription_Destroy(solo_sub_);
+    solo_sub_ = nullptr;
+  }
+  solo_token_ = 0;
+  solo_stale_ = false;
+}
+
+void Mux::renew_solo(natsConnection* nc) noexcept {
+  drop_solo();
+  if (nc == nullptr || fast_sub_ == nullptr) return;
+  try {
+    solo_prefix_ = prefix_ + "s" + std::to_string(++solo_generation_) + ".";
+    const std::string wildcard = solo_prefix_ + "*";
+    natsSubscription* solo = nullptr;
+    if (natsConnection_SubscribeSync(&solo, nc, wildcard.c_str()) != NATS_OK) return;  // requests take the exact lane
+    natsSubscription_SetPendingLimits(solo, -1, -1);
+    solo_sub_ = solo;
+  } catch (const std::bad_alloc&) {
+  }
+}
+
+void Mux::solo_ended(std::uint64_t token, bool maybe_late_503) noexcept {
+  if (token == 0 || token != solo_token_) return;
+  solo_token_ = 0;
+  if (maybe_late_503) solo_stale_ = true;
 }
 
 void Mux::unsubscribe() noexcept {
@@ -80,6 +111,7 @@ void Mux::unsubscribe() noexcept {
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
   }
+  drop_solo();
   if (fast_sub_ != nullptr) {
     host_.mux_remove_sink(this);
     natsSubscription_Unsubscribe(fast_sub_);
@@ -119,8 +151,8 @@ void Mux::fail_all(natsStatus status) noexcept {
   }
 }
 
-int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast) const noexcept {
-  const std::string& prefix = fast ? fast_prefix_ : prefix_;
+int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token, Lane lane) const noexcept {
+  const std::string& prefix = lane == Lane::fast ? fast_prefix_ : lane == Lane::solo ? solo_prefix_ : prefix_;
   if (prefix.size() + 21 > cap) return -1;
   std::copy(prefix.begin(), prefix.end(), buf);
   auto [end, ec] = std::to_chars(buf + prefix.size(), buf + cap - 1, token);
@@ -129,15 +161,23 @@ int Mux::format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast
   return static_cast<int>(end - buf);
 }
 
-const char* Mux::next_reply(char* buf, std::size_t cap, bool fast) const {
+const char* Mux::next_reply(char* buf, std::size_t cap, Lane want) {
   if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
-  if (format_reply(buf, cap, next_, fast && fast_sub_ != nullptr) < 0)
-    throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  Lane lane = Lane::exact;
+  if (want == Lane::fast && fast_sub_ != nullptr) {
+    lane = Lane::fast;
+  } else if (want == Lane::solo && solo_token_ == 0) {
+    if (solo_stale_) renew_solo(host_.mux_connection());
+    if (solo_sub_ != nullptr) lane = Lane::solo;
+  }
+  if (format_reply(buf, cap, next_, lane) < 0) throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  handed_ = lane;
   return buf;
 }
 
 std::uint64_t Mux::commit(std::chrono::nanoseconds timeout, Waiter* waiter) {
   const std::uint64_t token = next_++;
+  if (std::exchange(handed_, Lane::exact) == Lane::solo) solo_token_ = token;
   const auto deadline = saturating_deadline(timeout);
   entries_.push_back(Entry{waiter, deadline});
   ++live_;
@@ -148,12 +188,14 @@ std::uint64_t Mux::commit(std::chrono::nanoseconds timeout, Waiter* waiter) {
 std::uint64_t Mux::send(std::string_view subject, std::string_view data, std::chrono::nanoseconds timeout, Waiter* waiter) {
   if (sub_ == nullptr) throw ClosedError("the bus is not connected", ErrorContext{.operation = "request"});
   char reply[256];
-  if (format_reply(reply, sizeof reply, next_, false) < 0)
-    throw InvalidArgument("inbox prefix too long", ErrorContext{.operation = "request"});
+  next_reply(reply, sizeof reply, Lane::solo);
   const std::string subj(subject);
   const natsStatus s =
       natsConnection_PublishRequest(host_.mux_connection(), subj.c_str(), reply, data.data(), static_cast<int>(data.size()));
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = "request", .subject = subj});
+  if (s != NATS_OK) {
+    abandon_reply();
+    throw_status(s, ErrorContext{.operation = "request", .subject = subj});
+  }
   return commit(timeout, waiter);
 }
 
@@ -199,6 +241,7 @@ void Mux::complete(std::uint64_t token, MsgPtr reply, natsStatus status) noexcep
   --live_;
   forget_parked(token);
   trim();
+  solo_ended(token, status == NATS_TIMEOUT);
   w->on_reply(std::move(reply), status);
 }
 
@@ -209,6 +252,7 @@ void Mux::cancel(std::uint64_t token) noexcept {
   --live_;
   forget_parked(token);
   trim();
+  solo_ended(token, true);
 }
 
 void Mux::on_msg_cb(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
@@ -247,19 +291,37 @@ void Mux::on_fast_message(MsgPtr m) noexcept {
   if (token != 0) complete(token, std::move(m), NATS_OK);
 }
 
+void Mux::on_solo_message(MsgPtr m) noexcept {
+  const std::uint64_t token = parse_token(natsMsg_GetSubject(m.get()), solo_prefix_.size());
+  if (token != 0) complete(token, std::move(m), NATS_OK);
+}
+
 void Mux::pump() noexcept {
   // Completions may close the bus (and stop this Mux): re-check the subscription every time.
   while (fast_sub_ != nullptr) {
     int pending = 0;
-    if (natsSubscription_GetPending(fast_sub_, &pending, nullptr) != NATS_OK || pending <= 0) return;
+    if (natsSubscription_GetPending(fast_sub_, &pending, nullptr) != NATS_OK || pending <= 0) break;
     natsMsg* raw = nullptr;
     const natsStatus s = natsSubscription_NextMsg(&raw, fast_sub_, 0);
     if (s == NATS_NO_RESPONDERS) {
       host_.mux_no_responders();
       continue;
     }
-    if (s != NATS_OK || raw == nullptr) return;
+    if (s != NATS_OK || raw == nullptr) break;
     on_fast_message(MsgPtr(raw));
+  }
+  while (solo_sub_ != nullptr) {
+    int pending = 0;
+    if (natsSubscription_GetPending(solo_sub_, &pending, nullptr) != NATS_OK || pending <= 0) return;
+    natsMsg* raw = nullptr;
+    const natsStatus s = natsSubscription_NextMsg(&raw, solo_sub_, 0);
+    if (s == NATS_NO_RESPONDERS) {
+      // At most one request is on this lane: the 503 is its answer (none: a stray, dropped).
+      if (solo_token_ != 0) complete(solo_token_, nullptr, NATS_NO_RESPONDERS);
+      continue;
+    }
+    if (s != NATS_OK || raw == nullptr) return;
+    on_solo_message(MsgPtr(raw));
   }
 }
 

@@ -14,6 +14,13 @@
 //    stream has already acknowledged use it. A 503 there cannot be attributed: the bus then
 //    forgets its known subjects (later publishes take the exact lane) and the one publish that
 //    got it times out after publish_timeout.
+//  - the solo lane, "<prefix>.s<generation>.<token>", synchronous like the fast lane but holding
+//    at most one request at a time, so a 503 on it answers that one: requests (core requests,
+//    JetStream API calls, double acks) take it when it is free, and the exact lane otherwise
+//    (a sequential request loop never leaves the loop thread). The server sends a 503 at once
+//    when it routes the request; only a request that ended first by its timeout or a
+//    with_timeout could still get one later, so after such an end the lane is replaced by a new
+//    generation (a new subject) before its next use.
 #pragma once
 
 #include <chrono>
@@ -85,15 +92,20 @@ class Mux final : public MsgSink {
   /// Fails every outstanding request with `status` and drops the subscriptions.
   void stop(natsStatus status) noexcept;
 
+  /// Which lane a reply subject is on (see above).
+  enum class Lane { exact, fast, solo };
   /// Two-step send for messages built by the caller (headers): write the reply subject of the
   /// next request into `buf` (NUL-terminated), publish the message with it, then commit().
   /// Nothing else may be sent in between (the loop is single-threaded, so just do not suspend).
-  /// `fast`: use the fast lane (no 503 attribution; see above).
-  const char* next_reply(char* buf, std::size_t cap, bool fast = false) const;
+  /// `want`: fast (no 503 attribution; see above), solo (the solo lane when it is free, else
+  /// the exact lane) or exact.
+  const char* next_reply(char* buf, std::size_t cap, Lane want = Lane::exact);
+  /// The message for the reply subject last handed out was not sent after all.
+  void abandon_reply() noexcept { handed_ = Lane::exact; }
   /// Registers `waiter` for the reply subject last handed out by next_reply(); returns its token.
   std::uint64_t commit(std::chrono::nanoseconds timeout, Waiter* waiter);
-  /// Publishes a plain payload as a request and registers `waiter`. Throws on a publish error
-  /// (the waiter is then not registered).
+  /// Publishes a plain payload as a request (solo lane when free) and registers `waiter`.
+  /// Throws on a publish error (the waiter is then not registered).
   std::uint64_t send(std::string_view subject, std::string_view data, std::chrono::nanoseconds timeout, Waiter* waiter);
   /// Forgets a request (its waiter is going away). Safe for tokens already completed.
   void cancel(std::uint64_t token) noexcept;
@@ -116,6 +128,12 @@ class Mux final : public MsgSink {
   void fail_all(natsStatus status) noexcept;
   void on_message(MsgPtr m) noexcept;
   void on_fast_message(MsgPtr m) noexcept;
+  void on_solo_message(MsgPtr m) noexcept;
+  /// A fresh solo lane (new generation) on the current connection; none when subscribing fails.
+  void renew_solo(natsConnection* nc) noexcept;
+  void drop_solo() noexcept;
+  /// The solo request ended (token); a timeout or cancel leaves a late 503 possible.
+  void solo_ended(std::uint64_t token, bool maybe_late_503) noexcept;
   [[nodiscard]] std::uint64_t parse_token(const char* subject, std::size_t prefix_len) const noexcept;
   static void on_msg_cb(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void on_complete_cb(void* closure);
@@ -125,14 +143,20 @@ class Mux final : public MsgSink {
   static void sweep_work(void* a, void*, bool run) noexcept;
   void sweep() noexcept;
   void trim() noexcept;
-  int format_reply(char* buf, std::size_t cap, std::uint64_t token, bool fast) const noexcept;
+  int format_reply(char* buf, std::size_t cap, std::uint64_t token, Lane lane) const noexcept;
 
   Host& host_;
   natsSubscription* sub_ = nullptr;       // exact lane
   natsSubscription* fast_sub_ = nullptr;  // fast lane
+  natsSubscription* solo_sub_ = nullptr;  // solo lane
   std::uint64_t id_ = 0;                  // key of this Mux in the loop thread's registry
   std::string prefix_;                    // "<inbox_prefix>.<random>."
   std::string fast_prefix_;               // "<inbox_prefix>.<random>.f."
+  std::string solo_prefix_;               // "<inbox_prefix>.<random>.s<generation>."
+  std::uint64_t solo_generation_ = 0;
+  std::uint64_t solo_token_ = 0;  // the request on the solo lane, 0: the lane is free
+  bool solo_stale_ = false;       // a late 503 may still come: renew before the next use
+  Lane handed_ = Lane::exact;     // the lane of the reply subject next_reply() handed out
   // entries_[i] is token base_ + i: a request's entry is found by index, with no allocation
   // per request. An entry that stays live at the front while the table grows (one long request
   // among many short ones) is parked in parked_, so the deque shrinks to what is outstanding.

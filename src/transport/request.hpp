@@ -55,7 +55,12 @@ class ReplyAwaiter final : public Mux::Waiter, CancelNode {
     handle_ = h;
     if (build_) {
       char reply[256];
-      build_(mux_.next_reply(reply, sizeof reply));
+      try {
+        build_(mux_.next_reply(reply, sizeof reply, Mux::Lane::solo));
+      } catch (...) {
+        mux_.abandon_reply();
+        throw;
+      }
       token_ = mux_.commit(timeout_, this);
     } else {
       token_ = mux_.send(subject_, data_, timeout_, this);

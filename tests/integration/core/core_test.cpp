@@ -159,6 +159,80 @@ TEST(Core, RequestServeCarriesCorrelationTraceAndErrors) {
   }());
 }
 
+namespace {
+
+/// One request's outcome as text: "reply <item>", "no responders" or "timeout".
+Task<std::string> ask(NatsBus& bus, std::string subject, std::chrono::milliseconds timeout) {
+  const nlohmann::json body{{"item", subject}};
+  auto req = BusMessage::from_json(subject, body);
+  try {
+    const ReceivedMessage a = co_await bus.request(std::move(req), timeout);
+    co_return "reply " + a.as_json().at("item").get<std::string>();
+  } catch (const natbus::NoRespondersError&) {
+    co_return "no responders";
+  } catch (const natbus::TimeoutError&) {
+    co_return "timeout";
+  }
+}
+
+}  // namespace
+
+// Requests share the bus' reply inbox; a "no responders" status names no request, so natbus
+// must still hand each one to the request it answers: with requests in flight together, after
+// requests that timed out or were interrupted (a late 503 must not answer a newer request),
+// and in long alternating runs.
+TEST(Core, EveryRequestGetsItsOwnAnswerWhenSomeHaveNoResponders) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus service{config_for(server)};
+    NatsBus client{config_for(server)};
+    co_await service.connect();
+    co_await client.connect();
+    auto slow = [](ReceivedMessage& m) -> Task<nlohmann::json> {
+      co_await natbus::sleep(200ms);
+      co_return m.as_json();
+    };
+    auto fast = [](ReceivedMessage& m) -> Task<nlohmann::json> { co_return m.as_json(); };
+    auto s_slow = co_await service.serve("solo.slow", slow, {.max_concurrency = 4});
+    auto s_fast = co_await service.serve("solo.fast", fast);
+
+    auto [a1, b1] = co_await natbus::when_all(ask(client, "solo.slow", 5s), ask(client, "solo.nobody", 5s));
+    EXPECT_EQ(a1, "reply solo.slow");
+    EXPECT_EQ(b1, "no responders");
+    auto [a2, b2] = co_await natbus::when_all(ask(client, "solo.nobody", 5s), ask(client, "solo.slow", 5s));
+    EXPECT_EQ(a2, "no responders");
+    EXPECT_EQ(b2, "reply solo.slow");
+
+    // Ended by its own timeout, then by a with_timeout: what follows is still answered right.
+    const std::string got1 = co_await ask(client, "solo.slow", 50ms);
+    EXPECT_EQ(got1, "timeout");
+    const std::string got2 = co_await ask(client, "solo.fast", 5s);
+    EXPECT_EQ(got2, "reply solo.fast");
+    const std::string got3 = co_await ask(client, "solo.nobody", 5s);
+    EXPECT_EQ(got3, "no responders");
+    bool interrupted = false;
+    try {
+      (void)co_await natbus::with_timeout(ask(client, "solo.slow", 5s), 50ms);
+    } catch (const natbus::TimeoutError&) {
+      interrupted = true;
+    }
+    EXPECT_TRUE(interrupted);
+    const std::string got4 = co_await ask(client, "solo.nobody", 5s);
+    EXPECT_EQ(got4, "no responders");
+    const std::string got5 = co_await ask(client, "solo.fast", 5s);
+    EXPECT_EQ(got5, "reply solo.fast");
+
+    for (int i = 0; i < 100; ++i) {
+      const std::string subject = i % 3 == 0 ? "solo.nobody" : "solo.fast";
+      const std::string want = i % 3 == 0 ? "no responders" : "reply solo.fast";
+      const std::string got6 = co_await ask(client, subject, 5s);
+      EXPECT_EQ(got6, want) << "request " << i;
+    }
+    co_await client.close();
+    co_await service.close();
+  }());
+}
+
 TEST(Core, BadInputIsAClearError) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
