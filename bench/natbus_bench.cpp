@@ -252,6 +252,24 @@ natbus::BusMessage make_msg(const Args& a) {
   return natbus::BusMessage::from_bytes(a.subject, a.payload, {.traceparent = traceparent(), .natbus_headers = !bare});
 }
 
+// NATBUS_BENCH_IDLE_SUBS=K: K more core subscriptions, on subjects nothing publishes to, live on
+// the receiving bus during the timed section (what a service with many subscriptions pays per
+// read). Reported as idle_subs=K.
+int idle_subs_wanted() {
+  const char* k = std::getenv("NATBUS_BENCH_IDLE_SUBS");  // NOLINT(concurrency-mt-unsafe): nothing sets the environment
+  return k != nullptr ? std::max(0, std::atoi(k)) : 0;
+}
+
+natbus::Task<std::vector<natbus::Subscription>> idle_subs(natbus::NatsBus& bus) {
+  std::vector<natbus::Subscription> subs;
+  auto idle = [](natbus::ReceivedMessage&) -> natbus::Task<void> { co_return; };
+  for (int i = 0; i < idle_subs_wanted(); ++i) {
+    const std::string subject = fmt::format("bench.idle.{}", i);
+    subs.push_back(co_await bus.subscribe_core(subject, idle));
+  }
+  co_return subs;
+}
+
 natbus::Task<int> bench(Args a) {
   const std::string mode = g_mode;
   natbus::NatsConfig cfg;
@@ -267,6 +285,9 @@ natbus::Task<int> bench(Args a) {
   const char* storage = a.file ? "file" : "memory";
   Timer t;
   std::string extra;
+  // On the bus that receives (core_pub_sub: its receiver), made before the timed section.
+  std::vector<natbus::Subscription> idle;
+  if (mode != "core_pub_sub") idle = co_await idle_subs(bus);
 
   if (mode == "js_pub_sync") {
     co_await fresh_stream(bus, a);
@@ -411,12 +432,14 @@ natbus::Task<int> bench(Args a) {
       co_return;
     };
     auto sub = co_await receiver.subscribe_core(a.subject, count);
+    idle = co_await idle_subs(receiver);
     t.start();
     for (long i = 0; i < a.n; ++i) co_await bus.publish_core(make_msg(a));
     const auto deadline = std::chrono::steady_clock::now() + kDeadline;
     while (got < a.n && std::chrono::steady_clock::now() < deadline) co_await natbus::sleep(1ms);
     t.stop();
     if (got < a.n) fail(fmt::format("lost_{}_of_{}", a.n - got, a.n));
+    idle.clear();
     co_await sub.close();
     co_await receiver.close();
   } else {
@@ -425,6 +448,7 @@ natbus::Task<int> bench(Args a) {
     co_await bus.close();
     co_return 3;
   }
+  if (idle_subs_wanted() > 0) extra += fmt::format("{}idle_subs={}", extra.empty() ? "" : " ", idle_subs_wanted());
   report(t, a.n, a.size, storage, extra);
   try {
     co_await bus.delete_stream(a.stream);

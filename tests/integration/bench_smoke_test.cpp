@@ -40,6 +40,21 @@ TEST_P(BenchSmoke, PrintsOneWellFormedLineAndLosesNothing) {
   }
 }
 
+// NATBUS_BENCH_IDLE_SUBS: the subscription-count runs (README, Benchmarks) get their own line field.
+TEST(BenchSmokeIdleSubs, ReportsTheIdleSubscriptionsAndLosesNothing) {
+  NatsServer server;
+  for (const std::string mode : {"core_pub_sub", "js_push_consume"}) {
+    ChildProcess bench({NATBUS_BENCH_PATH, mode, std::to_string(server.port()), "2000", "64"},
+                       {"BENCH_SERVER_PID=" + std::to_string(server.pid()), "NATBUS_BENCH_IDLE_SUBS=10"});
+    const auto line = bench.wait_for_line("natbus ", 60s);
+    ASSERT_TRUE(line) << ::testing::PrintToString(bench.output());
+    EXPECT_EQ(bench.wait(30s), 0) << *line;
+    EXPECT_NE(line->find(" idle_subs=10 "), std::string::npos) << *line;
+    EXPECT_EQ(line->find("lost"), std::string::npos) << *line;
+    EXPECT_EQ(line->find("error"), std::string::npos) << *line;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, BenchSmoke,
                          ::testing::Values("js_pub_sync", "js_pub_async", "js_push_consume", "js_pull_consume", "js_consume", "e2e_latency",
                                            "req_reply_latency", "core_pub_sub"),
