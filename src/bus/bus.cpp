@@ -42,7 +42,7 @@ Task<void> reply_impl(Ref<BusCore> bus, BusMessage msg, bool jetstream) {
     PublishFuture f = co_await bus->publisher().publish_async(std::move(msg));
     co_await std::move(f);
   } else {
-    bus->publish_core_msg(msg, {}, "reply");
+    bus->publish_core_msg(msg, nullptr, "reply");
   }
 }
 

@@ -547,39 +547,14 @@ void BusCore::give_up(std::string reason) noexcept {
 
 // ---- plain publishing ----------------------------------------------------------------------
 
-void BusCore::publish_core(std::string_view subject, std::string_view reply, std::string_view data, std::string_view op) {
+void BusCore::publish_core(std::string_view subject, std::string_view data, std::string_view op) {
   ensure_usable(op);
-  char subj_buf[256];
-  std::string subj_heap;
-  const char* subj = nullptr;
-  if (subject.size() < sizeof subj_buf) {
-    std::memcpy(subj_buf, subject.data(), subject.size());
-    subj_buf[subject.size()] = '\0';
-    subj = subj_buf;
-  } else {
-    subj_heap.assign(subject);
-    subj = subj_heap.c_str();
-  }
-  natsStatus s = NATS_OK;
-  if (reply.empty()) {
-    s = natsConnection_Publish(nc_, subj, data.data(), static_cast<int>(data.size()));
-  } else {
-    const std::string r(reply);
-    s = natsConnection_PublishRequest(nc_, subj, r.c_str(), data.data(), static_cast<int>(data.size()));
-  }
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(subject)});
+  send_bytes(nc_, subject, nullptr, data, op);
 }
 
-void BusCore::publish_core_msg(const BusMessage& msg, std::string_view reply, std::string_view op) {
-  if (msg.wire_headers().empty()) {  // no headers: no natsMsg to build
-    publish_core(msg.subject(), reply, msg.payload(), op);
-    return;
-  }
+void BusCore::publish_core_msg(const BusMessage& msg, const char* reply, std::string_view op) {
   ensure_usable(op);
-  const std::string r(reply);
-  MsgPtr m = to_nats_msg(msg, r.empty() ? nullptr : r.c_str(), op);
-  const natsStatus s = natsConnection_PublishMsg(nc_, m.get());
-  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
+  send_message(nc_, msg, reply, op);
 }
 
 bool BusCore::write_backlogged() const noexcept { return nc_ != nullptr && natsConnection_Buffered(nc_) > kWriteHighWater; }

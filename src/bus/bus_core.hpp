@@ -128,9 +128,9 @@ class BusCore final : public RefCounted,
 
   // ---- plain publishing (acks, replies, core messages) ----
   /// Core publish of a payload; throws on error.
-  void publish_core(std::string_view subject, std::string_view reply, std::string_view data, std::string_view op);
-  /// Core publish of a message with headers (reply may be empty).
-  void publish_core_msg(const BusMessage& msg, std::string_view reply, std::string_view op);
+  void publish_core(std::string_view subject, std::string_view data, std::string_view op);
+  /// Core publish of a message, with `reply` (nullptr: none); a plain PUB when it has no headers.
+  void publish_core_msg(const BusMessage& msg, const char* reply, std::string_view op);
   /// Bytes buffered for the socket beyond which a core publisher waits for the loop to write.
   static constexpr int kWriteHighWater = 1 << 20;
   /// More than kWriteHighWater bytes wait in cnats' write buffer (a publisher outruns the socket).
@@ -183,9 +183,9 @@ class BusCore final : public RefCounted,
   [[nodiscard]] bool ack_connected() const noexcept override {
     return has_connection() && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
   }
-  void send_ack_body(const char* reply, std::string_view body, std::string_view op) override { publish_core(reply, {}, body, op); }
+  void send_ack_body(const char* reply, std::string_view body, std::string_view op) override { publish_core(reply, body, op); }
   void count_ack(AckState kind) noexcept override;
-  void send_reply(const BusMessage& msg, std::string_view op) override { publish_core_msg(msg, {}, op); }
+  void send_reply(const BusMessage& msg, std::string_view op) override { publish_core_msg(msg, nullptr, op); }
   [[nodiscard]] std::size_t max_decompressed_size() const noexcept override { return cfg_.max_decompressed_size; }
   [[nodiscard]] Mux& ack_mux() noexcept override { return mux_; }
   [[nodiscard]] std::chrono::milliseconds ack_sync_timeout() const noexcept override { return cfg_.js_api_timeout; }

@@ -59,7 +59,7 @@ Task<void> NatsBus::publish_core(BusMessage msg) {
   BusCore& core = core_of(core_, "publish_core");
   if (msg.subject().empty()) throw InvalidArgument("the message has no subject (moved from?)", ErrorContext{.operation = "publish_core"});
   detail::check("publish_core", "subject", msg.subject(), detail::subject_problem(msg.subject(), false));
-  core.publish_core_msg(msg, {}, "publish_core");
+  core.publish_core_msg(msg, nullptr, "publish_core");
   if (core.write_backlogged()) co_await core.relieve_write_backlog();
 }
 

@@ -210,9 +210,7 @@ Task<PublishFuture> Publisher::publish_async(BusMessage msg) {
     slot->fast = tracker_.stream_known(msg.subject());
     Mux& mux = host_.pub_mux();
     const char* r = mux.next_reply(reply, sizeof reply, slot->fast ? Mux::Lane::fast : Mux::Lane::exact);
-    MsgPtr m = to_nats_msg(msg, r, op);
-    const natsStatus s = natsConnection_PublishMsg(host_.pub_connection(), m.get());
-    if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
+    send_message(host_.pub_connection(), msg, r, op);
     mux.commit(saturating_ns(s_.publish_timeout), slot);
   } catch (...) {
     host_.pub_mux().abandon_reply();

@@ -8,6 +8,7 @@
 #include "base/util.hpp"
 #include "base/validate.hpp"
 #include "message/gzip.hpp"
+#include "message/header_block.hpp"
 #include "message/trace.hpp"
 #include "natbus/error.hpp"
 #include "natbus/message.hpp"
@@ -31,29 +32,6 @@ void check_header(std::string_view op, std::string_view name, std::string_view v
 }  // namespace
 
 namespace {
-
-constexpr std::string_view kStatusLine = "NATS/1.0\r\n";
-
-/// Calls fn(name, value) for each "name: value" line of an encoded header block; stops early
-/// when fn returns false.
-template <class Fn>
-void for_each_header(std::string_view block, Fn&& fn) {
-  if (block.size() < kStatusLine.size()) return;
-  std::size_t pos = block.find("\r\n");
-  if (pos == std::string_view::npos) return;
-  pos += 2;
-  while (pos < block.size()) {
-    const std::size_t end = block.find("\r\n", pos);
-    if (end == std::string_view::npos || end == pos) return;
-    const std::string_view line = block.substr(pos, end - pos);
-    pos = end + 2;
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (!fn(line.substr(0, colon), value)) return;
-  }
-}
 
 /// The buffer of a message: pooled like coroutine frames (a publish allocates nothing once warm).
 char* buffer_alloc(std::size_t n) { return n == 0 ? nullptr : static_cast<char*>(detail::frame_alloc(n)); }
@@ -81,7 +59,7 @@ class Writer {
 
 std::size_t encoded_size(std::span<const Header> headers) noexcept {
   if (headers.empty()) return 0;
-  std::size_t n = kStatusLine.size() + 2;
+  std::size_t n = detail::kHeaderStatusLine.size() + 2;
   for (const Header& h : headers) n += h.name.size() + h.value.size() + 4;
   return n;
 }
@@ -113,7 +91,7 @@ BusMessage::~BusMessage() { buffer_free(buf_, size_); }
 
 std::optional<std::string_view> BusMessage::header(std::string_view name) const noexcept {
   std::optional<std::string_view> out;
-  for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
+  detail::for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
     if (!detail::iequals(k, name)) return true;
     out = v;
     return false;
@@ -123,7 +101,7 @@ std::optional<std::string_view> BusMessage::header(std::string_view name) const 
 
 std::vector<std::string_view> BusMessage::header_values(std::string_view name) const {
   std::vector<std::string_view> out;
-  for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
+  detail::for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
     if (detail::iequals(k, name)) out.push_back(v);
     return true;
   });
@@ -132,7 +110,7 @@ std::vector<std::string_view> BusMessage::header_values(std::string_view name) c
 
 std::vector<std::pair<std::string_view, std::string_view>> BusMessage::headers() const {
   std::vector<std::pair<std::string_view, std::string_view>> out;
-  for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
+  detail::for_each_header(wire_headers(), [&](std::string_view k, std::string_view v) {
     out.emplace_back(k, v);
     return true;
   });
@@ -151,7 +129,7 @@ void BusMessage::rebuild(const std::vector<std::pair<std::string, std::string>>&
   Writer w(buf);
   w.put(subj);
   if (hlen > 0) {
-    w.put(kStatusLine);
+    w.put(detail::kHeaderStatusLine);
     for (const Header& h : hs) w.header(h.name, h.value);
     w.put("\r\n");
   }
@@ -340,7 +318,7 @@ BusMessage BusMessage::make(std::string_view op, std::string_view subject, std::
   Writer w(m.buf_);
   w.put(subject);
   if (hlen > 0) {
-    w.put(kStatusLine);
+    w.put(detail::kHeaderStatusLine);
     for (const Header& h : hs.view()) w.header(h.name, h.value);
     w.put("\r\n");
   }

@@ -61,6 +61,9 @@ struct MsgImpl {
   static void* operator new(std::size_t size) { return frame_alloc(size); }
   static void operator delete(void* ptr, std::size_t size) noexcept { frame_free(ptr, size); }
 
+  /// The header block of `msg`, read in place (once); nullopt when cnats must be asked.
+  [[nodiscard]] std::optional<std::string_view> headers_in_place() noexcept;
+
   void add_ref() noexcept { ++refs; }
   void release() noexcept {
     if (--refs == 0) delete this;
@@ -69,6 +72,8 @@ struct MsgImpl {
   std::uint32_t refs = 1;
   AckState state = AckState::none;
   std::uint8_t decode_state = 0;  // 0: not looked at, 1: payload is the raw data, 2: `decoded` holds it
+  std::uint8_t header_state = 0;  // 0: not looked at, 1: `header_block` holds the block, 2: ask cnats
+  std::string_view header_block;  // in `msg` (message/header_block.hpp)
   MsgPtr msg;
   AckTarget* bus;  // the bus it came from; holds a reference
   std::chrono::system_clock::time_point received_at;

@@ -32,4 +32,32 @@ MsgPtr to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op
 #endif
 }
 
+void send_bytes(natsConnection* nc, std::string_view subject, const char* reply, std::string_view data, std::string_view op) {
+  // cnats wants a NUL-terminated subject: on the stack unless it is unusually long.
+  char subj_buf[256];
+  std::string subj_heap;
+  const char* subj = nullptr;
+  if (subject.size() < sizeof subj_buf) {
+    std::memcpy(subj_buf, subject.data(), subject.size());
+    subj_buf[subject.size()] = '\0';
+    subj = subj_buf;
+  } else {
+    subj_heap.assign(subject);
+    subj = subj_heap.c_str();
+  }
+  const natsStatus s = reply == nullptr ? natsConnection_Publish(nc, subj, data.data(), static_cast<int>(data.size()))
+                                        : natsConnection_PublishRequest(nc, subj, reply, data.data(), static_cast<int>(data.size()));
+  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(subject)});
+}
+
+void send_message(natsConnection* nc, const BusMessage& msg, const char* reply, std::string_view op) {
+  if (msg.wire_headers().empty()) {
+    send_bytes(nc, msg.subject(), reply, msg.payload(), op);
+    return;
+  }
+  MsgPtr m = to_nats_msg(msg, reply, op);
+  const natsStatus s = natsConnection_PublishMsg(nc, m.get());
+  if (s != NATS_OK) throw_status(s, ErrorContext{.operation = std::string(op), .subject = std::string(msg.subject())});
+}
+
 }  // namespace natbus::detail

@@ -13,4 +13,11 @@ namespace natbus::detail {
 /// the mapped error naming `op`.
 MsgPtr to_nats_msg(const BusMessage& msg, const char* reply, std::string_view op);
 
+/// A plain PUB of `data` to `subject` (reply nullptr: none): no natsMsg. Throws naming `op`.
+void send_bytes(natsConnection* nc, std::string_view subject, const char* reply, std::string_view data, std::string_view op);
+
+/// Sends `msg` with reply subject `reply` (nullptr: none): a message without headers as a plain
+/// PUB (send_bytes), one with headers as an HPUB of to_nats_msg(). Throws naming `op`.
+void send_message(natsConnection* nc, const BusMessage& msg, const char* reply, std::string_view op);
+
 }  // namespace natbus::detail

@@ -8,6 +8,7 @@
 #include "base/util.hpp"
 #include "base/validate.hpp"
 #include "message/gzip.hpp"
+#include "message/header_block.hpp"
 #include "message/msg_impl.hpp"
 #include "transport/request.hpp"
 
@@ -22,6 +23,16 @@ MsgImpl::MsgImpl(MsgPtr m, AckTarget* b) noexcept : msg(std::move(m)), bus(b), r
 MsgImpl::~MsgImpl() {
   msg.reset();
   if (bus != nullptr) bus->ack_release();
+}
+
+std::optional<std::string_view> MsgImpl::headers_in_place() noexcept {
+  if (header_state == 0) {
+    const auto block = received_header_block(msg.get());
+    header_state = block ? 1 : 2;
+    if (block) header_block = *block;
+  }
+  if (header_state == 1) return header_block;
+  return std::nullopt;
 }
 
 namespace {
@@ -163,6 +174,20 @@ std::span<const std::byte> ReceivedMessage::data() const {
 
 std::optional<std::string_view> ReceivedMessage::header(std::string_view name) const noexcept {
   if (impl_ == nullptr || name.empty()) return std::nullopt;
+  if (const auto block = impl_->headers_in_place()) {
+    // An exact match first (as cnats' lookup), else the first case-insensitive one.
+    std::optional<std::string_view> exact;
+    std::optional<std::string_view> loose;
+    detail::for_each_header(*block, [&](std::string_view k, std::string_view v) {
+      if (k == name) {
+        exact = v;
+        return false;
+      }
+      if (!loose && detail::iequals(k, name)) loose = v;
+      return true;
+    });
+    return exact ? exact : loose;
+  }
   natsMsg* msg = impl_->msg.get();
   const char* value = nullptr;
   char key[128];
@@ -188,6 +213,13 @@ std::optional<std::string_view> ReceivedMessage::header(std::string_view name) c
 std::vector<std::string_view> ReceivedMessage::header_values(std::string_view name) const {
   std::vector<std::string_view> out;
   if (impl_ == nullptr) return out;
+  if (const auto block = impl_->headers_in_place()) {
+    detail::for_each_header(*block, [&](std::string_view k, std::string_view v) {
+      if (detail::iequals(k, name)) out.push_back(v);
+      return true;
+    });
+    return out;
+  }
   natsMsg* msg = impl_->msg.get();
   const char** keys = nullptr;
   int count = 0;
@@ -208,6 +240,13 @@ std::vector<std::string_view> ReceivedMessage::header_values(std::string_view na
 std::vector<std::pair<std::string_view, std::string_view>> ReceivedMessage::headers() const {
   std::vector<std::pair<std::string_view, std::string_view>> out;
   if (impl_ == nullptr) return out;
+  if (const auto block = impl_->headers_in_place()) {
+    detail::for_each_header(*block, [&](std::string_view k, std::string_view v) {
+      out.emplace_back(k, v);
+      return true;
+    });
+    return out;
+  }
   natsMsg* msg = impl_->msg.get();
   const char** keys = nullptr;
   int count = 0;

@@ -2,6 +2,8 @@
 // several values), gzip from elsewhere, and payloads that are not what they claim.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "message/gzip.hpp"
 #include "support/bus_test.hpp"
 
@@ -75,6 +77,47 @@ TEST(Receive, HeadersFromAnotherClientAnyCaseAndSeveralValues) {
       EXPECT_EQ(m.headers().size(), 6U);  // five names, x-tag twice
       EXPECT_EQ(m.as_json()["k"][1], 2);
       EXPECT_FALSE(m.header("x-missing").has_value());
+    }
+    co_await bus.close();
+  }());
+}
+
+// natbus reads a received message's header block in place; cnats rewrites the block when it
+// lifts the headers into its map (it does for every message without a payload, to look for a
+// 503). Both ways must read the same.
+TEST(Receive, HeadersReadTheSameWhetherCnatsLiftedThemOrNot) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    std::vector<ReceivedMessage> got;
+    auto keep = [&got](ReceivedMessage& m) -> Task<void> {
+      got.push_back(std::move(m));
+      co_return;
+    };
+    auto sub = co_await bus.subscribe_core("rx.lift.*", keep);
+    const std::vector<std::pair<std::string, std::string>> headers{
+        {"X-Trace-Id", "t-1"}, {"x-tag", "one"}, {"X-Tag", "two"}, {"x-spaced", "  padded value\t "}, {"Content-Type", "text/plain"}};
+    raw_publish(server, "rx.lift.payload", "body", headers);
+    raw_publish(server, "rx.lift.empty", "", headers);
+    const bool both = co_await eventually([&] { return got.size() == 2; }, 10s);
+    EXPECT_TRUE(both) << got.size();
+    if (got.size() == 2) {
+      for (const auto& m : got) {
+        SCOPED_TRACE(std::string(m.subject()));
+        EXPECT_EQ(m.trace_id(), "t-1");
+        EXPECT_EQ(m.header("x-trace-id").value_or("?"), "t-1");
+        EXPECT_EQ(m.header("X-Tag").value_or("?"), "two") << "an exact match first";
+        EXPECT_EQ(m.header("x-spaced").value_or("?"), "padded value");
+        EXPECT_EQ(m.content_type(), "text/plain");
+        auto tags = m.header_values("X-TAG");
+        std::sort(tags.begin(), tags.end());
+        EXPECT_EQ(tags, (std::vector<std::string_view>{"one", "two"}));
+        EXPECT_EQ(m.headers().size(), 5U);
+        EXPECT_FALSE(m.header("x-missing").has_value());
+      }
+      EXPECT_EQ(got[0].payload(), "body");
+      EXPECT_EQ(got[1].payload(), "");
     }
     co_await bus.close();
   }());
