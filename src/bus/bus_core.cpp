@@ -566,7 +566,14 @@ Task<void> BusCore::relieve_write_backlog() {
   // loop also reads meanwhile, so a subscriber in this process keeps up. Bounded: a server that
   // stops reading does not hold the publisher longer than publish_timeout.
   const auto deadline = saturating_deadline(cfg_.publish_timeout);
-  while (write_backlogged() && Clock::now() < deadline) co_await yield();
+  while (write_backlogged() && Clock::now() < deadline) {
+    const std::shared_ptr<ConnIo> io = io_;
+    if (io && io->socket_full()) {
+      (void)co_await WaitUntil(io->writable(), deadline);  // EPOLLOUT, not a spin
+    } else {
+      co_await yield();  // the end of this iteration writes
+    }
+  }
 }
 
 void BusCore::teardown_connection() noexcept {

@@ -176,6 +176,8 @@ class BusCore final : public RefCounted,
   void pub_ensure_open(std::string_view operation) const override { ensure_open(operation); }
   [[nodiscard]] Mux& pub_mux() noexcept override { return mux_; }
   [[nodiscard]] PublishMetrics& pub_metrics() noexcept override { return counters_.publish; }
+  [[nodiscard]] bool pub_write_backlogged() const noexcept override { return write_backlogged(); }
+  Task<void> pub_relieve_write_backlog() override { return relieve_write_backlog(); }
   // AckTarget (received messages' acks and replies)
   void ack_retain() noexcept override { add_ref(); }
   void ack_release() noexcept override { release(); }

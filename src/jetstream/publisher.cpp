@@ -221,7 +221,9 @@ Task<PublishFuture> Publisher::publish_async(BusMessage msg) {
   ++host_.pub_metrics().published;
   slot->sent_at = Clock::now();
   slot->add_ref();  // reference for the future
-  co_return PublishFuture(kLibrary, slot);
+  PublishFuture future(kLibrary, slot);
+  if (host_.pub_write_backlogged()) co_await host_.pub_relieve_write_backlog();
+  co_return future;
 }
 
 Task<void> Publisher::complete(std::chrono::milliseconds timeout) {

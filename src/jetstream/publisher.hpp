@@ -40,6 +40,10 @@ class Publisher {
     [[nodiscard]] virtual Mux& pub_mux() noexcept = 0;
     /// The bus' publish counters.
     [[nodiscard]] virtual PublishMetrics& pub_metrics() noexcept = 0;
+    /// The connection's write buffer is above its high water mark (large messages: the window
+    /// counts messages, not bytes), and the wait until the loop has written it down.
+    [[nodiscard]] virtual bool pub_write_backlogged() const noexcept = 0;
+    virtual Task<void> pub_relieve_write_backlog() = 0;
 
    protected:
     Host() = default;

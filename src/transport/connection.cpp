@@ -121,6 +121,7 @@ void ConnIo::on_io(std::uint32_t events) noexcept {
   if ((events & EPOLLOUT) != 0 && !abandoned_.load()) {
     write_out(nc);
     check_closed(nc);
+    if (Loop* loop = Loop::current(); loop != nullptr) writable_.wake_all(*loop);
     std::lock_guard lock(mu_);
     if (!want_write_.load() && out_armed_ && loop_ != nullptr && fd_ != kInvalidSock) {
       loop_->mod_io(fd_, EPOLLIN, this);
@@ -171,6 +172,7 @@ void ConnIo::abandon() noexcept {
   std::lock_guard lock(mu_);
   abandoned_.store(true);
   if (loop_ != nullptr && fd_ != kInvalidSock) loop_->del_io(fd_);
+  if (loop_ != nullptr && Loop::current() == loop_) writable_.wake_all(*loop_);  // they see the connection gone
   loop_ = nullptr;
   listener_ = nullptr;
 }

@@ -29,6 +29,7 @@
 #include <mutex>
 
 #include "runtime/loop.hpp"
+#include "runtime/wait.hpp"
 #include "transport/cnats.hpp"
 
 namespace natbus::detail {
@@ -78,6 +79,10 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   [[nodiscard]] bool abandoned() const noexcept { return abandoned_.load(); }
   /// Writes everything cnats buffered now (used before closing).
   void flush_now() noexcept;
+  /// Loop thread: a write was partial and the loop waits for EPOLLOUT; writable() wakes when
+  /// the socket took more (or this ConnIo is abandoned on the loop thread).
+  [[nodiscard]] bool socket_full() const noexcept { return out_armed_; }
+  [[nodiscard]] WaitList& writable() noexcept { return writable_; }
 
  private:
   /// cnats writes what it buffered.
@@ -108,6 +113,7 @@ class ConnIo final : public IoHandler, public std::enable_shared_from_this<ConnI
   ConnListener* listener_ = nullptr;  // loop thread
   std::uint64_t registry_id_ = 0;     // closure of the connection-event callbacks
   bool lost_told_ = false;            // loop thread: on_conn_lost() was called
+  WaitList writable_;                 // loop thread: publishers waiting for the socket to drain
 };
 
 }  // namespace natbus::detail

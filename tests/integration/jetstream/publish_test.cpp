@@ -127,6 +127,40 @@ TEST(Publish, AsyncPipelineWithBoundedWindow) {
   }());
 }
 
+// The window counts publishes, not bytes: 4,096 large messages in flight used to sit in cnats'
+// write buffer at once (256 MiB of 64 KiB messages), and each partial write moved all of it.
+// A publish now waits while the buffer is above its high water mark.
+TEST(Publish, LargeMessagesInTheWindowKeepTheWriteBufferBounded) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsConfig cfg = stream_config(server, "PBIG", "pbig.*");
+    cfg.max_pending_publishes = 4096;
+    NatsBus bus{cfg};
+    co_await bus.connect();
+    constexpr int kMessages = 1000;
+    const std::string payload(64 * 1024, 'x');
+    natsConnection* nc = natbus::detail::bus_core_of(bus)->nc();
+    int most_buffered = 0;
+    std::deque<natbus::PublishFuture> inflight;
+    for (int i = 0; i < kMessages; ++i) {
+      auto msg = BusMessage::from_bytes("pbig.a", payload);
+      inflight.push_back(co_await bus.publish_async(std::move(msg)));
+      most_buffered = std::max(most_buffered, natsConnection_Buffered(nc));
+    }
+    std::uint64_t last = 0;
+    for (auto& f : inflight) {
+      const PubAck ack = co_await std::move(f);
+      EXPECT_GT(ack.sequence, last);
+      last = ack.sequence;
+    }
+    EXPECT_EQ(last, static_cast<std::uint64_t>(kMessages));
+    // The high water mark (1 MiB) plus one message; before: the whole burst (~64 MiB).
+    EXPECT_LE(most_buffered, natbus::detail::BusCore::kWriteHighWater + 70 * 1024) << "bytes waiting in cnats' write buffer";
+    co_await bus.delete_stream("PBIG");
+    co_await bus.close();
+  }());
+}
+
 TEST(Publish, MsgIdDeduplicatesOnTheServer) {
   NatsServer server;
   natbus::run([&]() -> Task<void> {
