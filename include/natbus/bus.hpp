@@ -245,8 +245,10 @@ class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and ca
   detail::PullCore* core_ = nullptr;
 };
 
-struct StreamInfo;    // <natbus/stream_info.hpp>
-struct ConsumerInfo;  // <natbus/stream_info.hpp>
+struct StreamInfo;     // <natbus/stream_info.hpp>
+struct ConsumerInfo;   // <natbus/stream_info.hpp>
+class Service;         // <natbus/service.hpp>
+struct ServiceConfig;  // <natbus/service.hpp>
 
 /// A connection to NATS with JetStream: publishing, consumers, core NATS, request/reply and stream management. Use it on the loop thread
 /// that created it (see LoopThread and BlockingBus for other threads). Move-only.
@@ -388,6 +390,11 @@ class NatsBus {
   requires ServeHandler<H> Task<Subscription> serve(std::string_view subject, H&& handler, const CoreSubscribeOptions& options = {}) {
     return subscribe_core_erased(subject, detail::make_serve_handler(std::forward<H>(handler)), options, "serve");
   }
+
+  /// Starts a NATS service (ADR-32) that `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` discover;
+  /// add its endpoints on the returned Service. Needs <natbus/service.hpp>. InvalidArgument for
+  /// a bad name or version (semantic versioning), naming the value.
+  Task<Service> add_service(const ServiceConfig& config);
 
   // ---- replies (on the request's x-reply-on, or x-final-to with .final = true) ----
 

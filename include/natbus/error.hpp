@@ -62,6 +62,7 @@ struct ErrorContext {
   int nats_status = 0;        ///< cnats natsStatus, when cnats reported the error
   int js_code = 0;            ///< JetStream API "err_code", e.g. 10059 (stream not found)
   int api_code = 0;           ///< JetStream API "code" (HTTP-like: 400, 404, 503)
+  int service_code = 0;       ///< a service's Nats-Service-Error-Code (ServiceError, RemoteError)
 };
 
 /// Base of every exception natbus throws.
@@ -139,7 +140,18 @@ using CancelledError = ErrorOf<errc::cancelled>;
 using PoisonMessageError = ErrorOf<errc::poison>;
 /// request(): nobody listens on the subject.
 using NoRespondersError = ErrorOf<errc::no_responders>;
-/// request(): the serve() handler that answered threw; the message is its error text.
+/// request(): the serve() or service handler that answered reported an error; the message is
+/// its text, and context().service_code the service's Nats-Service-Error-Code (0 from serve()).
 using RemoteError = ErrorOf<errc::remote>;
+
+/// Thrown by a service endpoint handler (<natbus/service.hpp>) to answer with this error code
+/// and description in the Nats-Service-Error-Code and Nats-Service-Error headers.
+class ServiceError : public Error {
+ public:
+  /// `code` is HTTP-like by convention (400 bad request, 404 not found, 500 failed).
+  ServiceError(int code, std::string description) : Error(errc::remote, std::move(description), ErrorContext{.service_code = code}) {}
+  /// The code the reply carries.
+  [[nodiscard]] int status() const noexcept { return context().service_code; }
+};
 
 }  // namespace natbus

@@ -13,6 +13,7 @@
 #include "natbus/message.hpp"
 #include "natbus/metrics.hpp"
 #include "natbus/options.hpp"
+#include "natbus/service.hpp"
 #include "natbus/stream_info.hpp"
 #include "natbus/task.hpp"
 #include "natbus/thread.hpp"

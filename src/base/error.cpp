@@ -84,6 +84,7 @@ std::string build_what(const std::string& message, const ErrorContext& c) {
   } else if (c.js_code != 0) {
     out += " [err_code " + std::to_string(c.js_code) + "]";
   }
+  if (c.service_code != 0) out += " [service code " + std::to_string(c.service_code) + "]";
   return out;
 }
 

@@ -265,4 +265,9 @@ class BusCore final : public RefCounted,
 /// Ref<BusCore> of a NatsBus, with the checks public entry points share.
 BusCore& core_of(BusCore* core, std::string_view operation);
 
+/// A core subscription (subscribe_core, serve, service endpoints) on arguments already checked;
+/// completes once the server has the interest.
+Task<Subscription> start_core_sub(Ref<BusCore> bus, std::unique_ptr<HandlerBase> handler, std::string subject, std::string queue,
+                                  int max_concurrency, std::string op);
+
 }  // namespace natbus::detail

@@ -2,6 +2,7 @@
 // serve() builds on. Validation happens here; the subscription itself is a CoreSubCore (core/).
 #include <fmt/format.h>
 
+#include <charconv>
 #include <functional>
 
 #include "base/key.hpp"
@@ -18,16 +19,18 @@ using detail::BusCore;
 using detail::core_of;
 using detail::Ref;
 
-namespace {
-
-Task<Subscription> core_sub_impl(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, std::string subject, std::string queue,
-                                 int max_concurrency, std::string op) {
+namespace detail {
+Task<Subscription> start_core_sub(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, std::string subject, std::string queue,
+                                  int max_concurrency, std::string op) {
   detail::DeliverySettings settings;
   settings.max_concurrency = max_concurrency;
   auto core = Ref<detail::CoreSubCore>::adopt(new detail::CoreSubCore(bus.get(), std::move(handler), std::move(settings)));
   co_await core->start(std::move(subject), std::move(queue), std::move(op));
   co_return Subscription(detail::kLibrary, core.get());
 }
+}  // namespace detail
+
+namespace {
 
 Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono::milliseconds timeout) {
   if (bus->state() == BusCore::State::reconnecting) (void)co_await bus->wait_connected(detail::saturating_deadline(timeout));
@@ -49,6 +52,18 @@ Task<ReceivedMessage> request_impl(Ref<BusCore> bus, BusMessage msg, std::chrono
       throw ClosedError("the connection closed before the reply came", ctx());
   }
   ReceivedMessage answer(detail::kLibrary, new detail::MsgImpl(std::move(reply), bus.get()));
+  // A NATS service (ADR-32) reports errors in its own headers; serve() (and natbus in Python)
+  // in x-error.
+  if (auto err = answer.header("Nats-Service-Error")) {
+    ErrorContext c = ctx();
+    c.service_code = 500;
+    if (auto code = answer.header("Nats-Service-Error-Code")) {
+      int n = 0;
+      const auto [end, ec] = std::from_chars(code->data(), code->data() + code->size(), n);
+      if (ec == std::errc() && end == code->data() + code->size()) c.service_code = n;
+    }
+    throw RemoteError(std::string(*err), std::move(c));
+  }
   if (auto err = answer.header("x-error")) throw RemoteError(std::string(*err), ctx());
   co_return answer;
 }
@@ -85,8 +100,8 @@ Task<Subscription> NatsBus::subscribe_core_erased(std::string_view subject, deta
                           ErrorContext{.operation = std::string(op), .subject = std::string(subject)});
   }
   core.ensure_open(op);
-  return core_sub_impl(Ref<BusCore>(&core), std::move(handler), std::string(subject), std::string(options.queue), options.max_concurrency,
-                       std::string(op));
+  return detail::start_core_sub(Ref<BusCore>(&core), std::move(handler), std::string(subject), std::string(options.queue),
+                                options.max_concurrency, std::string(op));
 }
 
 }  // namespace natbus
