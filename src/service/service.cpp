@@ -275,7 +275,9 @@ class EndpointHandler final : public HandlerBase {
     if (code != 0) {
       ++ep.num_errors;
       ep.last_error = fmt::format("{}:{}", code, error);
-      log(LogLevel::error, "service_handler_error",
+      // A client error the handler chose to answer (ServiceError below 500) is the service
+      // working; anything else is it failing.
+      log(code < 500 ? LogLevel::debug : LogLevel::error, "service_handler_error",
           {{"service", svc_->config().name}, {"endpoint", ep.info.name}, {"code", std::to_string(code)}, {"error", error}});
     }
     svc_->respond(msg, body, user_->json(), code, error);

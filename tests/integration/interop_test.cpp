@@ -340,6 +340,49 @@ TEST(Interop, NatsMsgIdDeduplicatesAcrossClients) {
   }());
 }
 
+TEST(Interop, GoDiscoversNatbusServiceInstancesAndTheirStatisticsAddUp) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus one{config_for(server)};
+    NatsBus two{config_for(server)};
+    co_await one.connect();
+    co_await two.connect();
+    auto quote = [](ReceivedMessage& m) -> Task<nlohmann::json> {
+      const std::string item(m.as_text());
+      if (item == "missing") throw natbus::ServiceError(404, "no such item");
+      co_return nlohmann::json{{"item", item}, {"price", 12.5}};
+    };
+    const natbus::Header meta[] = {{"region", "eu"}};
+    const natbus::ServiceConfig cfg{.name = "prices", .version = "1.0.0", .description = "quotes", .metadata = meta};
+    natbus::Service s1 = co_await one.add_service(cfg);
+    natbus::Service s2 = co_await two.add_service(cfg);
+    co_await s1.add_group("prices").add_endpoint("quote", quote);
+    co_await s2.add_group("prices").add_endpoint("quote", quote);
+
+    std::vector<std::string> args{"service", server.url(), "prices", "prices.quote", "200"};
+    const GoRun go = co_await go_async(std::move(args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    EXPECT_EQ(go.starting("instances "), std::vector<std::string>{"instances 2"}) << go.text();
+    std::set<std::string> pinged;
+    for (const auto& line : go.starting("ping id=")) pinged.insert(line.substr(8, line.find(' ', 8) - 8));
+    EXPECT_EQ(pinged, (std::set<std::string>{s1.id(), s2.id()})) << go.text();
+    EXPECT_EQ(go.starting("info id=" + s1.id()), std::vector<std::string>{"info id=" + s1.id() + " endpoints=quote:prices.quote:q"});
+    EXPECT_EQ(go.starting("requests "), std::vector<std::string>{"requests sent=200 errors=20"}) << go.text();
+    EXPECT_EQ(go.starting("stats total "), std::vector<std::string>{"stats total num_requests=200 num_errors=20"}) << go.text();
+    // What natbus counted itself: the queue group spread the requests over both instances.
+    const auto a = s1.stats().endpoints.at(0);
+    const auto b = s2.stats().endpoints.at(0);
+    EXPECT_EQ(a.num_requests + b.num_requests, 200U);
+    EXPECT_EQ(a.num_errors + b.num_errors, 20U);
+    EXPECT_GT(a.num_requests, 0U);
+    EXPECT_GT(b.num_requests, 0U);
+    co_await s1.stop();
+    co_await s2.stop();
+    co_await two.close();
+    co_await one.close();
+  }());
+}
+
 #else
 TEST(Interop, NeedsGo) {
   GTEST_SKIP() << "built without Go and nats.go: the interop tests need golang-go and golang-github-nats-io-go-nats-dev";

@@ -9,6 +9,10 @@
 //	                                                  bind to an existing durable, take COUNT messages, ack each
 //	interop request       URL SUBJECT                 send a request with x-reply-on / x-final-to, await both replies
 //	interop publish-id    URL SUBJECT MSGID           JetStream publish with Nats-Msg-Id, print the PubAck
+//	interop service       URL NAME SUBJECT COUNT      discover the service NAME ($SRV.PING/INFO/STATS, checked
+//	                                                  against the ADR-32 v1 JSON), send COUNT requests to
+//	                                                  SUBJECT (every 10th "missing": a 404 service error),
+//	                                                  check that STATS of all instances add up
 package main
 
 import (
@@ -337,6 +341,167 @@ func publishID(url, subject, id string) {
 	fmt.Printf("puback stream=%s seq=%d duplicate=%t\n", ack.Stream, ack.Sequence, ack.Duplicate)
 }
 
+// The keys of ADR-32 v1 responses, as current nats.go micro writes them (Debian's nats.go 1.22
+// micro is an earlier draft, so the check is written out here).
+var (
+	identityKeys      = []string{"type", "name", "id", "version", "metadata"}
+	infoKeys          = append(append([]string{}, identityKeys...), "description", "endpoints")
+	statsKeys         = append(append([]string{}, identityKeys...), "started", "endpoints")
+	endpointInfoKeys  = []string{"name", "subject", "queue_group", "metadata"}
+	endpointStatsKeys = []string{"name", "subject", "queue_group", "num_requests", "num_errors", "last_error", "processing_time",
+		"average_processing_time"}
+	semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$`)
+)
+
+// checkKeys fails unless `raw` is a JSON object with exactly `want` as keys (`optional` may be there).
+func checkKeys(what string, raw []byte, want []string, optional ...string) map[string]json.RawMessage {
+	var m map[string]json.RawMessage
+	must(json.Unmarshal(raw, &m), what+" JSON")
+	for _, k := range want {
+		if _, ok := m[k]; !ok {
+			fail("%s: no %q in %s", what, k, raw)
+		}
+	}
+	allowed := map[string]bool{}
+	for _, k := range append(append([]string{}, want...), optional...) {
+		allowed[k] = true
+	}
+	for k := range m {
+		if !allowed[k] {
+			fail("%s: unexpected key %q in %s", what, k, raw)
+		}
+	}
+	return m
+}
+
+type identity struct {
+	Type     string            `json:"type"`
+	Name     string            `json:"name"`
+	ID       string            `json:"id"`
+	Version  string            `json:"version"`
+	Metadata map[string]string `json:"metadata"`
+}
+
+func checkIdentity(what string, raw []byte, keys []string, wantType, name string) identity {
+	m := checkKeys(what, raw, keys)
+	var id identity
+	must(json.Unmarshal(raw, &id), what+" identity")
+	if id.Type != wantType || id.Name != name || id.ID == "" || !semver.MatchString(id.Version) || id.Metadata == nil ||
+		string(m["metadata"])[0] != '{' {
+		fail("%s: bad identity %s", what, raw)
+	}
+	return id
+}
+
+func service(url, name, subject string, count int) {
+	nc, err := nats.Connect(url)
+	must(err, "connect")
+	defer nc.Close()
+
+	// Every instance answers a PING to the name.
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	must(err, "subscribe inbox")
+	must(nc.PublishRequest("$SRV.PING."+name, inbox, nil), "ping")
+	var ids []string
+	for {
+		m, err := sub.NextMsg(time.Second)
+		if err != nil {
+			break
+		}
+		id := checkIdentity("ping", m.Data, identityKeys, "io.nats.micro.v1.ping_response", name)
+		fmt.Printf("ping id=%s version=%s metadata=%v\n", id.ID, id.Version, id.Metadata)
+		ids = append(ids, id.ID)
+	}
+	fmt.Printf("instances %d\n", len(ids))
+	if len(ids) == 0 {
+		fail("no instance of %s answered", name)
+	}
+	for _, id := range ids {
+		m, err := nc.Request("$SRV.INFO."+name+"."+id, nil, 5*time.Second)
+		must(err, "info")
+		checkIdentity("info", m.Data, infoKeys, "io.nats.micro.v1.info_response", name)
+		var info struct {
+			Endpoints []json.RawMessage `json:"endpoints"`
+		}
+		must(json.Unmarshal(m.Data, &info), "info endpoints")
+		var eps []string
+		for _, raw := range info.Endpoints {
+			checkKeys("info endpoint", raw, endpointInfoKeys)
+			var ep struct {
+				Name, Subject string
+				QueueGroup    string `json:"queue_group"`
+			}
+			must(json.Unmarshal(raw, &ep), "info endpoint")
+			eps = append(eps, ep.Name+":"+ep.Subject+":"+ep.QueueGroup)
+		}
+		fmt.Printf("info id=%s endpoints=%s\n", id, strings.Join(eps, ","))
+	}
+
+	errors := 0
+	for i := 0; i < count; i++ {
+		data := fmt.Sprintf("item-%d", i)
+		if i%10 == 9 {
+			data = "missing"
+		}
+		m, err := nc.Request(subject, []byte(data), 5*time.Second)
+		must(err, "request")
+		text, code := m.Header.Get("Nats-Service-Error"), m.Header.Get("Nats-Service-Error-Code")
+		if data == "missing" {
+			if code != "404" || text == "" {
+				fail("request %q: want a 404 service error, got code=%q text=%q", data, code, text)
+			}
+			errors++
+		} else if code != "" || !bytes.Contains(m.Data, []byte(data)) {
+			fail("request %q: got code=%q data=%s", data, code, m.Data)
+		}
+	}
+	fmt.Printf("requests sent=%d errors=%d\n", count, errors)
+
+	total, totalErrors := 0, 0
+	for _, id := range ids {
+		m, err := nc.Request("$SRV.STATS."+name+"."+id, nil, 5*time.Second)
+		must(err, "stats")
+		checkIdentity("stats", m.Data, statsKeys, "io.nats.micro.v1.stats_response", name)
+		var st struct {
+			Started   time.Time         `json:"started"`
+			Endpoints []json.RawMessage `json:"endpoints"`
+		}
+		must(json.Unmarshal(m.Data, &st), "stats")
+		if st.Started.IsZero() || time.Since(st.Started) > time.Hour {
+			fail("stats: started %v", st.Started)
+		}
+		for _, raw := range st.Endpoints {
+			checkKeys("stats endpoint", raw, endpointStatsKeys, "data")
+			var ep struct {
+				Subject     string        `json:"subject"`
+				NumRequests int           `json:"num_requests"`
+				NumErrors   int           `json:"num_errors"`
+				LastError   string        `json:"last_error"`
+				Processing  time.Duration `json:"processing_time"`
+				Average     time.Duration `json:"average_processing_time"`
+			}
+			must(json.Unmarshal(raw, &ep), "stats endpoint")
+			if ep.Subject != subject {
+				continue
+			}
+			if ep.NumRequests > 0 && (ep.Processing <= 0 || ep.Average != ep.Processing/time.Duration(ep.NumRequests)) {
+				fail("stats endpoint: processing %v average %v over %d", ep.Processing, ep.Average, ep.NumRequests)
+			}
+			if ep.NumErrors > 0 && !strings.HasPrefix(ep.LastError, "404:") {
+				fail("stats endpoint: last_error %q", ep.LastError)
+			}
+			fmt.Printf("stats id=%s num_requests=%d num_errors=%d last_error=%q\n", id, ep.NumRequests, ep.NumErrors, ep.LastError)
+			total += ep.NumRequests
+			totalErrors += ep.NumErrors
+		}
+	}
+	fmt.Printf("stats total num_requests=%d num_errors=%d\n", total, totalErrors)
+	if total != count || totalErrors != errors {
+		fail("STATS says %d requests and %d errors, %d and %d were sent", total, totalErrors, count, errors)
+	}
+}
+
 func main() {
 	a := os.Args
 	if len(a) < 3 {
@@ -359,6 +524,10 @@ func main() {
 		request(a[2], a[3])
 	case a[1] == "publish-id" && len(a) == 5:
 		publishID(a[2], a[3], a[4])
+	case a[1] == "service" && len(a) == 6:
+		n, err := strconv.Atoi(a[5])
+		must(err, "COUNT")
+		service(a[2], a[3], a[4], n)
 	default:
 		fail("bad command line: %v", a[1:])
 	}
