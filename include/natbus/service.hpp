@@ -181,8 +181,8 @@ class ServiceGroup {
   std::string queue_group_;
 };
 
-/// A running service instance (NatsBus::add_service). Destroying it stops it at once; stop()
-/// lets the requests being handled finish first.
+/// A running service instance (NatsBus::add_service). Destroying it stops taking requests at
+/// once; like stop(), every request that had already reached it is still answered.
 class [[nodiscard("a Service stops answering when it is destroyed: keep it")]] Service {
  public:
   /// natbus' own code: wraps a service core.
@@ -215,8 +215,9 @@ class [[nodiscard("a Service stops answering when it is destroyed: keep it")]] S
   [[nodiscard]] ServiceStats stats() const;
   /// Zeroes every endpoint's counters.
   void reset_stats();
-  /// Stops answering: unsubscribes every endpoint, waits (bounded by NatsConfig::drain_timeout)
-  /// until the requests being handled have been answered, then leaves discovery.
+  /// Stops taking requests (every endpoint unsubscribes), answers those already received (the
+  /// running ones and those waiting for a max_concurrency slot), bounded by
+  /// NatsConfig::drain_timeout, then leaves discovery.
   Task<void> stop();
   /// True after stop() (or once the bus closed).
   [[nodiscard]] bool stopped() const noexcept;

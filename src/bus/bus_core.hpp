@@ -268,6 +268,6 @@ BusCore& core_of(BusCore* core, std::string_view operation);
 /// A core subscription (subscribe_core, serve, service endpoints) on arguments already checked;
 /// completes once the server has the interest.
 Task<Subscription> start_core_sub(Ref<BusCore> bus, std::unique_ptr<HandlerBase> handler, std::string subject, std::string queue,
-                                  int max_concurrency, std::string op);
+                                  int max_concurrency, std::string op, bool answer_queued_on_stop = false);
 
 }  // namespace natbus::detail

@@ -21,10 +21,11 @@ using detail::Ref;
 
 namespace detail {
 Task<Subscription> start_core_sub(Ref<BusCore> bus, std::unique_ptr<detail::HandlerBase> handler, std::string subject, std::string queue,
-                                  int max_concurrency, std::string op) {
+                                  int max_concurrency, std::string op, bool answer_queued_on_stop) {
   detail::DeliverySettings settings;
   settings.max_concurrency = max_concurrency;
   auto core = Ref<detail::CoreSubCore>::adopt(new detail::CoreSubCore(bus.get(), std::move(handler), std::move(settings)));
+  if (answer_queued_on_stop) core->answer_queued_on_stop();
   co_await core->start(std::move(subject), std::move(queue), std::move(op));
   co_return Subscription(detail::kLibrary, core.get());
 }

@@ -56,6 +56,24 @@ void CoreSubCore::pump() noexcept {
   pumping_ = false;
 }
 
+void CoreSubCore::drain_queued() noexcept {
+  if (!answer_on_stop_) {
+    nak_queued();
+    return;
+  }
+  // Inactive (stopped), so pump() starts nothing: start what waits, as slots free up (the
+  // drain's timer calls this again).
+  hold_queued();
+  MsgPtr m;
+  while (bus_->has_connection() && running_ < max_concurrency_ && next_message(m)) {
+    try {
+      dispatch(std::move(m));
+    } catch (const std::exception& e) {
+      log(LogLevel::error, "sub_dispatch_failed", {{"subject", subject_}, {"error", e.what()}});
+    }
+  }
+}
+
 Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& body, const std::string& error) {
   MsgImpl* impl = impl_of(request);
   if (impl == nullptr || impl->bus == nullptr) co_return;

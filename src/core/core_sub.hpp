@@ -17,6 +17,14 @@ class CoreSubCore final : public SubCore {
   /// Subscribes (with `queue` when not empty) and waits until the server has the interest.
   Task<void> start(std::string subject, std::string queue, std::string op);
   void pump() noexcept override;
+  /// On stop, handle what has arrived (UNSUB, then dispatch until cnats and held_ are empty)
+  /// instead of dropping it: a service endpoint answers every request it has received.
+  void answer_queued_on_stop() noexcept { answer_on_stop_ = true; }
+
+ private:
+  [[nodiscard]] bool drains_on_stop() const noexcept override { return answer_on_stop_; }
+  void drain_queued() noexcept override;
+  bool answer_on_stop_ = false;
 };
 
 }  // namespace natbus::detail

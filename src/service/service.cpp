@@ -301,7 +301,7 @@ Task<void> add_endpoint_impl(Ref<ServiceCore> svc, std::unique_ptr<EndpointHandl
   Subscription sub;
   try {
     sub = co_await start_core_sub(Ref<BusCore>(&svc->bus()), std::move(handler), info.subject, info.queue_group, max_concurrency,
-                                  "add_endpoint");
+                                  "add_endpoint", true);
   } catch (...) {
     // Not listening: INFO and STATS must not report it (it is the last one: added on this loop).
     if (svc->endpoints.size() == index + 1) svc->endpoints.pop_back();

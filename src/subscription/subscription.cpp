@@ -145,11 +145,12 @@ bool SubCore::drain_step() noexcept {
     start_drain();
     if (!draining_) return true;
   }
-  nak_queued();
+  drain_queued();
   // The drain is complete once the PONG came and cnats' queue is empty (anything else than
-  // "still in progress" ends it: done, or the subscription or connection closed meanwhile).
-  if (sub_ == nullptr || natsSubscription_DrainCompletionStatus(sub_) != NATS_ILLEGAL_STATE || !bus_->has_connection() ||
-      Clock::now() > drain_deadline_) {
+  // "still in progress" ends it: done, or the subscription or connection closed meanwhile),
+  // and nothing waits in held_ (a subscription that answers what it holds before it stops).
+  const bool gone = sub_ == nullptr || !bus_->has_connection() || Clock::now() > drain_deadline_;
+  if (gone || (held_.empty() && natsSubscription_DrainCompletionStatus(sub_) != NATS_ILLEGAL_STATE)) {
     finish_stop();
     return true;
   }

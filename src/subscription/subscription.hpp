@@ -142,13 +142,17 @@ class SubCore : public RefCounted, public MsgSink {
   /// Notes a received message's consumer sequence (max_consumer_seq_); returns its delivery count.
   std::uint64_t note_received(natsMsg* m) noexcept;
   static Task<void> wait_in_flight(Ref<SubCore> self);
-  /// While draining: naks what arrived; ends the drain once cnats is done with it (true).
+  /// While draining: naks (drain_queued) what arrived; ends the drain once cnats is done with
+  /// it and held_ is empty (true).
   bool drain_step() noexcept;
   /// Ends a drain (or a stop without one): the cnats subscription goes, the bus forgets this.
   void finish_stop() noexcept;
   static void drain_tick(void* a, void*, bool run) noexcept;
   /// Naks every message still queued in cnats' subscription (on stop).
   void nak_queued() noexcept;
+  /// While draining, after the UNSUB: what to do with what is queued (default: nak it). The
+  /// drain ends only once nothing is left in held_.
+  virtual void drain_queued() noexcept { nak_queued(); }
   /// After a handler finished (pull: request more).
   virtual void after_handler() noexcept {}
   /// cnats destroyed a no-responders status taken off the subscription (pull requests only).

@@ -33,6 +33,8 @@ Task<std::string> call(NatsBus& bus, const std::string& subject, const std::stri
     co_return "error " + std::to_string(e.context().service_code) + " " + e.message();
   } catch (const natbus::NoRespondersError&) {
     co_return "no responders";
+  } catch (const natbus::TimeoutError&) {
+    co_return "timeout";
   }
 }
 
@@ -260,6 +262,51 @@ TEST(Service, StopAnswersTheRequestsBeingHandledThenLeavesDiscovery) {
       closed = std::string(e.what()).find("service 'prices' is stopped") != std::string::npos;
     }
     EXPECT_TRUE(closed);
+    co_await client.close();
+    co_await bus.close();
+  }());
+}
+
+// Requests that had reached the service but waited for a handler (max_concurrency) were dropped
+// by stop(): their requesters timed out although a queue-group peer could have answered them.
+TEST(Service, StopAnswersTheRequestsAlreadyReceivedNotOnlyThoseRunning) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    NatsBus client{config_for(server)};
+    co_await bus.connect();
+    co_await client.connect();
+    bool release = false;
+    int started = 0;
+    auto slow = [&](ReceivedMessage& m) -> Task<std::string> {
+      ++started;
+      while (!release) co_await natbus::sleep(5ms);
+      co_return "done " + std::string(m.as_text());
+    };
+    natbus::Service svc = co_await bus.add_service(kPrices);
+    co_await svc.add_endpoint("one-at-a-time", slow);
+    std::vector<std::string> answers;
+    auto ask = [&](std::string text) -> Task<void> { answers.push_back(co_await call(client, "one-at-a-time", text)); };
+    for (int i = 0; i < 5; ++i) natbus::spawn(ask(std::to_string(i)));
+    const bool first = co_await eventually([&] { return started == 1; });
+    EXPECT_TRUE(first);
+    // Every request has reached the service's client: the server forwarded them before it
+    // answered the client's PING, and wrote them to the service's socket before its PONG.
+    co_await client.flush();
+    co_await bus.flush();
+    bool stopped = false;
+    auto stopper = [&]() -> Task<void> {
+      co_await svc.stop();
+      stopped = true;
+    };
+    natbus::spawn(stopper());
+    release = true;
+    const bool finished = co_await eventually([&] { return stopped && answers.size() == 5; });
+    EXPECT_TRUE(finished) << answers.size();
+    std::sort(answers.begin(), answers.end());
+    const std::vector<std::string> want{"corr-0 done 0", "corr-1 done 1", "corr-2 done 2", "corr-3 done 3", "corr-4 done 4"};
+    EXPECT_EQ(answers, want);
+    EXPECT_EQ(svc.stats().endpoints.at(0).num_requests, 5U);
     co_await client.close();
     co_await bus.close();
   }());
