@@ -376,6 +376,7 @@ TEST(Interop, GoDiscoversNatbusServiceInstancesAndTheirStatisticsAddUp) {
     EXPECT_EQ(a.num_errors + b.num_errors, 20U);
     EXPECT_GT(a.num_requests, 0U);
     EXPECT_GT(b.num_requests, 0U);
+    std::printf("%s", go.text().c_str());
     co_await s1.stop();
     co_await s2.stop();
     co_await two.close();

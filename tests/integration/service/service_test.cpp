@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "support/bus_test.hpp"
+#include "support/child_process.hpp"
 
 using namespace std::chrono_literals;
 using natbus::BusMessage;
@@ -25,9 +26,13 @@ Task<nlohmann::json> discover(NatsBus& bus, const std::string& subject) {
 
 /// The answer to a request, or "error <code> <text>" / "no responders".
 Task<std::string> call(NatsBus& bus, const std::string& subject, const std::string& text) {
-  auto msg = BusMessage::from_text(subject, text, {.correlation_id = "corr-" + text});
+  const std::string trace = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736";
+  const std::string corr = "corr-" + text;
+  auto msg = BusMessage::from_text(subject, text, {.correlation_id = corr, .trace_id = trace});
   try {
     ReceivedMessage r = co_await bus.request(std::move(msg), 5s);
+    // The natbus message contract holds on every answer: the request's trace goes back too.
+    if (r.trace_id() != trace) co_return "wrong trace " + std::string(r.trace_id());
     co_return std::string(r.correlation_id()) + " " + std::string(r.as_text());
   } catch (const natbus::RemoteError& e) {
     co_return "error " + std::to_string(e.context().service_code) + " " + e.message();
@@ -369,3 +374,22 @@ TEST(Service, BadConfigurationIsRejectedNamingTheValueAndNothingSubscribes) {
     co_await bus.close();
   }());
 }
+
+#ifdef NATBUS_EXAMPLE_PRICES
+TEST(Example, PriceServiceIsDiscoveredAnswersAndCounts) {
+  NatsServer server(ServerOptions{.user = "nats-user", .password = "changeme"});
+  ChildProcess example({NATBUS_EXAMPLE_PRICES}, {"NATS_SERVER=" + server.url(), "NATS_USERNAME=nats-user", "NATS_PASSWORD=changeme"});
+  const auto last = example.wait_for_line("stats prices.v1.list", 60s);
+  EXPECT_TRUE(last.has_value()) << ::testing::PrintToString(example.output());
+  EXPECT_EQ(example.wait(30s), 0) << ::testing::PrintToString(example.output());
+  const auto out = example.output();
+  const auto has = [&out](const std::string& text) {
+    return std::any_of(out.begin(), out.end(), [&text](const std::string& l) { return l.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(has(R"("type":"io.nats.micro.v1.ping_response")")) << ::testing::PrintToString(out);
+  EXPECT_TRUE(has(R"(prices.v1.quote book -> {"item":"book","price":12.5})")) << ::testing::PrintToString(out);
+  EXPECT_TRUE(has("prices.v1.quote chair -> error 404: no price for chair")) << ::testing::PrintToString(out);
+  EXPECT_TRUE(has("stats prices.v1.quote: 2 requests, 1 errors, last error '404:no price for chair'")) << ::testing::PrintToString(out);
+  for (const auto& l : out) std::printf("  example| %s\n", l.c_str());
+}
+#endif
