@@ -247,6 +247,8 @@ class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and ca
 
 struct StreamInfo;     // <natbus/stream_info.hpp>
 struct ConsumerInfo;   // <natbus/stream_info.hpp>
+struct AccountInfo;    // <natbus/stream_info.hpp>
+struct PurgeOptions;   // <natbus/stream_info.hpp>
 class Service;         // <natbus/service.hpp>
 struct ServiceConfig;  // <natbus/service.hpp>
 
@@ -429,6 +431,24 @@ class NatsBus {
   Task<void> delete_stream(std::string_view stream);
   /// Removes every message of the stream.
   Task<void> purge_stream(std::string_view stream);
+  /// Removes the messages `options` selects: on a subject, all but the newest `keep`, or below
+  /// `sequence`. Returns how many went.
+  ///   co_await bus.purge_stream("ORDERS", {.subject = "orders.eu", .keep = 10});
+  Task<std::uint64_t> purge_stream(std::string_view stream, const PurgeOptions& options);
+  /// Removes one message (NotFoundError when there is none at `sequence`); `secure_erase`
+  /// overwrites its bytes on disk too.
+  Task<void> delete_message(std::string_view stream, std::uint64_t sequence, bool secure_erase = false);
+  /// Names of every stream (of those capturing `subject_filter` when given), through as many
+  /// pages of the server's answer as there are.
+  Task<std::vector<std::string>> stream_names(std::string_view subject_filter = {});
+  /// Configuration and state of every stream (capturing `subject_filter` when given), paged.
+  Task<std::vector<StreamInfo>> streams(std::string_view subject_filter = {});
+  /// Names of every consumer of the stream, paged.
+  Task<std::vector<std::string>> consumer_names(std::string_view stream);
+  /// Configuration and state of every consumer of the stream, paged.
+  Task<std::vector<ConsumerInfo>> consumers(std::string_view stream);
+  /// The account's JetStream usage, limits and domain.
+  Task<AccountInfo> account_info();
   /// The consumer's configuration and state (NotFoundError when missing).
   Task<ConsumerInfo> consumer_info(std::string_view stream, std::string_view consumer);
   /// Deletes the consumer.

@@ -1,9 +1,11 @@
-// The server's answers about streams and consumers (NatsBus::create_stream, stream_info,
-// consumer_info). They carry the whole answer as JSON, so this header includes nlohmann's.
+// The server's answers about streams, consumers and the account (NatsBus::create_stream,
+// stream_info, consumer_info, streams, consumers, account_info), and purge_stream's options.
+// They carry the whole answer as JSON, so this header includes nlohmann's.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -44,6 +46,38 @@ struct ConsumerInfo {
   std::uint64_t delivered_stream_sequence = 0;    ///< last stream sequence delivered
   std::uint64_t ack_floor_stream_sequence = 0;    ///< stream sequence below which all is acked
   nlohmann::json raw{};                           ///< the whole server answer (config included)
+};
+
+/// purge_stream(stream, options): which messages go. Plain views (safe as a temporary in co_await).
+struct PurgeOptions {
+  std::string_view subject{};  ///< only messages on this subject (wildcards allowed; empty: all)
+  std::uint64_t keep = 0;      ///< keep this many of the newest (0: none); not with `sequence`
+  std::uint64_t sequence = 0;  ///< remove everything below this sequence (0: no bound); not with `keep`
+};
+
+/// The account's JetStream limits (-1: unlimited).
+struct AccountLimits {
+  std::int64_t max_memory = -1;                ///< bytes of memory storage
+  std::int64_t max_storage = -1;               ///< bytes of file storage
+  std::int64_t max_streams = -1;               ///< streams
+  std::int64_t max_consumers = -1;             ///< consumers
+  std::int64_t max_ack_pending = -1;           ///< unacknowledged messages per consumer
+  std::int64_t memory_max_stream_bytes = -1;   ///< largest memory stream
+  std::int64_t storage_max_stream_bytes = -1;  ///< largest file stream
+  bool max_bytes_required = false;             ///< streams must set max_bytes
+};
+
+/// The account's JetStream usage and limits (NatsBus::account_info).
+struct AccountInfo {
+  std::uint64_t memory = 0;      ///< bytes in memory streams
+  std::uint64_t storage = 0;     ///< bytes in file streams
+  std::uint64_t streams = 0;     ///< streams
+  std::uint64_t consumers = 0;   ///< consumers
+  std::string domain{};          ///< JetStream domain (empty: none)
+  AccountLimits limits{};        ///< what the account may use
+  std::uint64_t api_total = 0;   ///< API requests the account made
+  std::uint64_t api_errors = 0;  ///< of those, the ones that failed
+  nlohmann::json raw{};          ///< the whole server answer
 };
 
 }  // namespace natbus

@@ -68,8 +68,6 @@ Task<nlohmann::json> JsApi::request(std::string subject, std::string body, Error
   co_return j;
 }
 
-namespace {
-
 StreamInfo parse_stream_info(nlohmann::json j) {
   StreamInfo si;
   const auto& cfg = j["config"];
@@ -89,8 +87,6 @@ StreamInfo parse_stream_info(nlohmann::json j) {
   si.raw = std::move(j);
   return si;
 }
-
-}  // namespace
 
 ConsumerInfo parse_consumer_info(nlohmann::json j) {
   ConsumerInfo ci;

@@ -58,6 +58,13 @@ class JsApi {
   Task<void> delete_consumer(std::string stream, std::string consumer);
   Task<void> delete_stream(std::string stream);
   Task<void> purge_stream(std::string stream);
+  // Management beyond the basics (js_manage.cpp).
+  Task<std::uint64_t> purge_stream(std::string stream, std::string subject, std::uint64_t keep, std::uint64_t sequence);
+  Task<void> delete_message(std::string stream, std::uint64_t sequence, bool secure_erase);
+  /// Every entry of the paged list `api` ("STREAM.NAMES", "CONSUMER.LIST.<stream>", ...) under
+  /// `key` ("streams", "consumers"), `subject` the filter (when not empty).
+  Task<std::vector<nlohmann::json>> list_all(std::string api, std::string key, std::string subject, ErrorContext context);
+  Task<AccountInfo> account_info();
   /// Creates or checks a stream (connect's bootstrap and NatsBus::create_stream): missing
   /// subjects are added with `add_missing`, reported otherwise.
   Task<StreamInfo> ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions options, bool create, bool add_missing);
@@ -73,5 +80,6 @@ class JsApi {
 };
 
 ConsumerInfo parse_consumer_info(nlohmann::json j);
+StreamInfo parse_stream_info(nlohmann::json j);
 
 }  // namespace natbus::detail

@@ -26,6 +26,7 @@ void throw_server_error(const nlohmann::json& err, ErrorContext ctx, ServerError
     case 10059:  // stream not found
     case 10014:  // consumer not found
     case 10037:  // no message found
+    case 10043:  // sequence not found (deleting a message that is not there)
       throw NotFoundError(desc, std::move(ctx));
     case 10039:  // JetStream not enabled for account
     case 10076:  // JetStream not enabled
