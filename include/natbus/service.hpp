@@ -216,8 +216,9 @@ class [[nodiscard("a Service stops answering when it is destroyed: keep it")]] S
   /// Zeroes every endpoint's counters.
   void reset_stats();
   /// Stops taking requests (every endpoint unsubscribes), answers those already received (the
-  /// running ones and those waiting for a max_concurrency slot), bounded by
-  /// NatsConfig::drain_timeout, then leaves discovery.
+  /// running ones and those waiting for a max_concurrency slot), then leaves discovery.
+  /// Bounded: waiting requests start within NatsConfig::js_api_timeout + 1 s of the
+  /// unsubscribe (later ones are dropped), and each endpoint waits at most drain_timeout.
   Task<void> stop();
   /// True after stop() (or once the bus closed).
   [[nodiscard]] bool stopped() const noexcept;
