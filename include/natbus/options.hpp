@@ -16,6 +16,29 @@
 
 namespace natbus {
 
+/// Consumer settings natbus leaves to the server unless given (PushOptions::consumer,
+/// PullOptions::consumer). What is given goes into the consumer's configuration when natbus
+/// creates it; a durable whose server value differs is recreated (with bind) like one whose
+/// ack_wait differs. Zero, empty and false mean "not given".
+///   co_await bus.pull_subscribe("orders.*", h, {.durable = "orders", .consumer = {.max_request_batch = 100}});
+struct ConsumerSettings {
+  /// Server-side redelivery delays after an ack_wait expiry, one per delivery (the last
+  /// repeats); needs max_deliver greater than their count. Copied at the call.
+  std::span<const std::chrono::milliseconds> backoff{};
+  /// The server deletes the durable after this long without a subscriber or request.
+  std::chrono::milliseconds inactive_threshold{0};
+  std::string_view description{};                    ///< for humans
+  bool headers_only = false;                         ///< deliver headers (and Nats-Msg-Size), no payloads
+  bool memory_storage = false;                       ///< keep the consumer's state in memory
+  int replicas = 0;                                  ///< copies of the consumer's state (0: the stream's; at most 5)
+  int sample_frequency = 0;                          ///< percent of acks sampled into advisories (1-100)
+  std::uint64_t rate_limit_bps = 0;                  ///< push only: deliver at most this many bits per second
+  int max_waiting = 0;                               ///< pull only: requests the server holds at once (default 512)
+  int max_request_batch = 0;                         ///< pull only: the largest batch one request may ask for
+  std::chrono::milliseconds max_request_expires{0};  ///< pull only: the longest expiry a request may ask for
+  int max_request_max_bytes = 0;                     ///< pull only: the largest max_bytes a request may ask for
+};
+
 /// push_subscribe(): a durable push consumer, created or reconciled by natbus and bound by name.
 struct PushOptions {
   /// Durable name (required). Letters, digits, '-' and '_'; no '.', spaces or wildcards.
@@ -52,6 +75,8 @@ struct PushOptions {
   std::optional<RetryBackoff> retry_backoff{};
   /// Explicit delays (the last repeats), copied at the call; empty: NatsConfig's.
   std::span<const std::chrono::milliseconds> retry_backoff_steps{};
+  /// More of the consumer's configuration (backoff, headers_only, replicas, ...).
+  ConsumerSettings consumer{};
 };
 
 /// pull_subscribe(): a durable pull consumer.
@@ -83,6 +108,8 @@ struct PullOptions {
   std::optional<RetryBackoff> retry_backoff{};
   /// Explicit delays (the last repeats), copied at the call; empty: NatsConfig's.
   std::span<const std::chrono::milliseconds> retry_backoff_steps{};
+  /// More of the consumer's configuration (max_request_batch, backoff, headers_only, ...).
+  ConsumerSettings consumer{};
 };
 
 /// ephemeral_push_subscribe(): a consumer without a name that the server removes once nobody

@@ -121,6 +121,56 @@ void resolve_durable_fields(const NatsConfig& cfg, std::string_view op, std::str
   }
 }
 
+/// PushOptions/PullOptions::consumer, validated and copied into the spec. `batch` and
+/// `expires` are the pull requests natbus will send (0: push).
+void resolve_settings(std::string_view op, const ConsumerSettings& c, bool push, int batch, std::chrono::milliseconds expires,
+                      Resolved& r) {
+  auto& s = r.spec;
+  const auto bad = [op](std::string message) { return InvalidArgument(std::move(message), ErrorContext{.operation = std::string(op)}); };
+  for (const auto d : c.backoff) {
+    if (d.count() <= 0 || d > std::chrono::hours(24)) {
+      throw bad(fmt::format("consumer.backoff: every delay must be positive and at most 24 h, got {} ms", d.count()));
+    }
+  }
+  if (!c.backoff.empty() && (s.max_deliver == -1 || static_cast<std::size_t>(s.max_deliver) <= c.backoff.size())) {
+    throw bad(
+        fmt::format("consumer.backoff has {} delays: max_deliver must be greater than that, got {}", c.backoff.size(), s.max_deliver));
+  }
+  s.backoff.assign(c.backoff.begin(), c.backoff.end());
+  if (c.inactive_threshold.count() < 0)
+    throw bad(fmt::format("consumer.inactive_threshold must not be negative, got {} ms", c.inactive_threshold.count()));
+  if (c.inactive_threshold.count() > 0) s.inactive_threshold = c.inactive_threshold;
+  s.description = std::string(c.description);
+  s.headers_only = c.headers_only;
+  s.memory_storage = c.memory_storage;
+  if (c.replicas < 0 || c.replicas > 5) throw bad(fmt::format("consumer.replicas must be 0 (the stream's) to 5, got {}", c.replicas));
+  s.replicas = c.replicas;
+  if (c.sample_frequency < 0 || c.sample_frequency > 100) {
+    throw bad(fmt::format("consumer.sample_frequency is a percentage (0-100), got {}", c.sample_frequency));
+  }
+  s.sample_frequency = c.sample_frequency;
+  if (!push && c.rate_limit_bps > 0) throw bad("consumer.rate_limit_bps is for push consumers; a pull consumer's pace is its requests");
+  s.rate_limit_bps = c.rate_limit_bps;
+  if (push && (c.max_waiting != 0 || c.max_request_batch != 0 || c.max_request_expires.count() != 0 || c.max_request_max_bytes != 0)) {
+    throw bad("consumer.max_waiting and max_request_* are for pull consumers");
+  }
+  if (c.max_waiting < 0 || c.max_request_batch < 0 || c.max_request_expires.count() < 0 || c.max_request_max_bytes < 0) {
+    throw bad("consumer.max_waiting and max_request_* must not be negative");
+  }
+  // natbus' own pull requests must fit the limits, or the server refuses every one of them.
+  if (c.max_waiting == 1) throw bad("consumer.max_waiting must be at least 2 (natbus keeps two pull requests waiting)");
+  if (c.max_request_batch > 0 && batch > c.max_request_batch) {
+    throw bad(fmt::format("batch ({}) is above consumer.max_request_batch ({})", batch, c.max_request_batch));
+  }
+  if (c.max_request_expires.count() > 0 && expires > c.max_request_expires) {
+    throw bad(fmt::format("expires ({} ms) is above consumer.max_request_expires ({} ms)", expires.count(), c.max_request_expires.count()));
+  }
+  s.max_waiting = c.max_waiting;
+  s.max_request_batch = c.max_request_batch;
+  s.max_request_expires = c.max_request_expires;
+  s.max_request_max_bytes = c.max_request_max_bytes;
+}
+
 detail::DeliverySettings delivery_of(Resolved& r) {
   detail::DeliverySettings s;
   s.manual_ack = r.manual_ack;
@@ -189,6 +239,7 @@ Resolved resolve_pull(const NatsConfig& cfg, std::string_view op, std::string_vi
     throw InvalidArgument(fmt::format("idle_heartbeat must not be negative, got {} ms", o.idle_heartbeat.count()),
                           ErrorContext{.operation = std::string(op)});
   }
+  resolve_settings(op, o.consumer, false, o.batch, o.expires, r);
   heartbeat = o.idle_heartbeat;
   if (heartbeat.count() == 0 && o.expires >= std::chrono::milliseconds(200)) {
     heartbeat = std::min<std::chrono::milliseconds>(std::chrono::seconds(5), o.expires * 2 / 5);
@@ -228,6 +279,7 @@ Task<Subscription> NatsBus::push_subscribe_erased(std::string_view subject, deta
   }
   r.spec.idle_heartbeat = o.idle_heartbeat;
   r.spec.flow_control = o.flow_control;
+  resolve_settings(op, o.consumer, true, 0, std::chrono::milliseconds(0), r);
   r.spec.bind_timeout = o.bind_timeout.value_or(cfg.bind_timeout);
   if (r.spec.bind_timeout.count() < 0) {
     throw InvalidArgument(fmt::format("bind_timeout must not be negative, got {} ms", r.spec.bind_timeout.count()),

@@ -40,10 +40,59 @@ nlohmann::json consumer_config(const ConsumerSpec& s) {
     if (s.flow_control) c["flow_control"] = true;
   }
   if (s.inactive_threshold.count() > 0) c["inactive_threshold"] = ns(s.inactive_threshold);
+  if (!s.backoff.empty()) {
+    nlohmann::json b = nlohmann::json::array();
+    for (const auto d : s.backoff) b.push_back(ns(d));
+    c["backoff"] = std::move(b);
+  }
+  if (!s.description.empty()) c["description"] = s.description;
+  if (s.headers_only) c["headers_only"] = true;
+  if (s.memory_storage) c["mem_storage"] = true;
+  if (s.replicas > 0) c["num_replicas"] = s.replicas;
+  if (s.sample_frequency > 0) c["sample_freq"] = fmt::format("{}%", s.sample_frequency);
+  if (s.rate_limit_bps > 0) c["rate_limit_bps"] = s.rate_limit_bps;
+  if (s.max_waiting > 0) c["max_waiting"] = s.max_waiting;
+  if (s.max_request_batch > 0) c["max_batch"] = s.max_request_batch;
+  if (s.max_request_expires.count() > 0) c["max_expires"] = ns(s.max_request_expires);
+  if (s.max_request_max_bytes > 0) c["max_bytes"] = s.max_request_max_bytes;
   return c;
 }
 
-/// The settings DESIGN.md §1 reconciles: queue group, filter, deliver policy, ack wait, max ack pending.
+/// The ConsumerSettings that were given and that the server has otherwise.
+void settings_differences(const ConsumerSpec& s, const nlohmann::json& cfg, std::vector<std::string>& out) {
+  const auto differs = [&out](std::string_view what, const auto& have, const auto& want) {
+    if (have != want) out.push_back(fmt::format("{} {} -> {}", what, have, want));
+  };
+  if (!s.backoff.empty()) {
+    std::vector<std::int64_t> want;
+    for (const auto d : s.backoff) want.push_back(ns(d));
+    std::vector<std::int64_t> have;
+    if (const auto it = cfg.find("backoff"); it != cfg.end() && it->is_array()) {
+      for (const auto& v : *it) have.push_back(v.is_number() ? v.get<std::int64_t>() : 0);
+    }
+    if (have != want) out.push_back(fmt::format("backoff [{}] ns -> [{}] ns", fmt::join(have, ", "), fmt::join(want, ", ")));
+  }
+  if (s.inactive_threshold.count() > 0)
+    differs("inactive threshold", cfg.value("inactive_threshold", std::int64_t{0}), ns(s.inactive_threshold));
+  if (!s.description.empty()) differs("description", cfg.value("description", std::string()), s.description);
+  if (s.headers_only) differs("headers only", cfg.value("headers_only", false), true);
+  if (s.memory_storage) differs("memory storage", cfg.value("mem_storage", false), true);
+  if (s.replicas > 0) differs("replicas", cfg.value("num_replicas", 0), s.replicas);
+  if (s.sample_frequency > 0) {
+    std::string have = cfg.value("sample_freq", std::string());
+    if (!have.empty() && have.back() == '%') have.pop_back();
+    differs("sample frequency", have, std::to_string(s.sample_frequency));
+  }
+  if (s.rate_limit_bps > 0) differs("rate limit", cfg.value("rate_limit_bps", std::uint64_t{0}), s.rate_limit_bps);
+  if (s.max_waiting > 0) differs("max waiting", cfg.value("max_waiting", 0), s.max_waiting);
+  if (s.max_request_batch > 0) differs("max request batch", cfg.value("max_batch", 0), s.max_request_batch);
+  if (s.max_request_expires.count() > 0)
+    differs("max request expires", cfg.value("max_expires", std::int64_t{0}), ns(s.max_request_expires));
+  if (s.max_request_max_bytes > 0) differs("max request bytes", cfg.value("max_bytes", 0), s.max_request_max_bytes);
+}
+
+/// The settings DESIGN.md §1 reconciles (queue group, filter, deliver policy, ack wait, max ack
+/// pending), and the ConsumerSettings that were given.
 std::vector<std::string> differences(const ConsumerSpec& s, const nlohmann::json& cfg) {
   std::vector<std::string> out;
   const std::string group = cfg.value("deliver_group", std::string());
@@ -58,6 +107,7 @@ std::vector<std::string> differences(const ConsumerSpec& s, const nlohmann::json
   }
   const int map = cfg.value("max_ack_pending", 0);
   if (map != s.max_ack_pending) out.push_back(fmt::format("max ack pending {} -> {}", map, s.max_ack_pending));
+  settings_differences(s, cfg, out);
   return out;
 }
 

@@ -40,6 +40,18 @@ struct ConsumerSpec {
   bool flow_control = false;
   std::chrono::milliseconds inactive_threshold{0};
   std::chrono::milliseconds bind_timeout{0};
+  // ConsumerSettings, owned (0 / empty / false: not given, left to the server).
+  std::vector<std::chrono::milliseconds> backoff;
+  std::string description;
+  bool headers_only = false;
+  bool memory_storage = false;
+  int replicas = 0;
+  int sample_frequency = 0;
+  std::uint64_t rate_limit_bps = 0;
+  int max_waiting = 0;
+  int max_request_batch = 0;
+  std::chrono::milliseconds max_request_expires{0};
+  int max_request_max_bytes = 0;
 };
 
 /// Creates the consumer when missing; when it exists: kind mismatch is a ConsumerKindError,

@@ -193,3 +193,138 @@ TEST(Manage, AccountInfoReportsWhatTheAccountHolds) {
     co_await bus.close();
   }());
 }
+
+TEST(ConsumerSettings, WhatIsGivenReachesTheServerAndADifferentValueRecreatesTheDurable) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{consume_config(server, "CS", "cs.>")};
+    co_await bus.connect();
+    auto on_msg = [](natbus::ReceivedMessage&) -> Task<void> { co_return; };
+    const std::chrono::milliseconds steps[] = {100ms, 2s};
+    natbus::Subscription push = co_await bus.push_subscribe("cs.push", on_msg,
+                                                            {.durable = "cs_push",
+                                                             .max_deliver = 5,
+                                                             .consumer = {.backoff = steps,
+                                                                          .inactive_threshold = 1h,
+                                                                          .description = "orders for the warehouse",
+                                                                          .memory_storage = true,
+                                                                          .replicas = 1,
+                                                                          .sample_frequency = 50,
+                                                                          .rate_limit_bps = 8'000'000}});
+    const auto p = co_await bus.consumer_info("CS", "cs_push");
+    const nlohmann::json& pc = p.raw.at("config");
+    EXPECT_EQ(pc.at("backoff"), (nlohmann::json{100'000'000, 2'000'000'000})) << pc.dump();
+    EXPECT_EQ(pc.value("inactive_threshold", std::int64_t{0}), 3'600'000'000'000) << pc.dump();
+    EXPECT_EQ(pc.value("description", ""), "orders for the warehouse");
+    EXPECT_TRUE(pc.value("mem_storage", false));
+    EXPECT_EQ(pc.value("num_replicas", 0), 1);
+    EXPECT_EQ(pc.value("sample_freq", ""), "50%");
+    EXPECT_EQ(pc.value("rate_limit_bps", std::uint64_t{0}), 8'000'000U);
+    EXPECT_EQ(pc.value("max_deliver", 0), 5);
+
+    natbus::Subscription pull = co_await bus.pull_subscribe(
+        "cs.pull", on_msg,
+        {.durable = "cs_pull",
+         .batch = 20,
+         .expires = 5s,
+         .consumer = {.max_waiting = 16, .max_request_batch = 50, .max_request_expires = 10s, .max_request_max_bytes = 1 << 20}});
+    const auto q = co_await bus.consumer_info("CS", "cs_pull");
+    const nlohmann::json& qc = q.raw.at("config");
+    EXPECT_EQ(qc.value("max_waiting", 0), 16) << qc.dump();
+    EXPECT_EQ(qc.value("max_batch", 0), 50);
+    EXPECT_EQ(qc.value("max_expires", std::int64_t{0}), 10'000'000'000);
+    EXPECT_EQ(qc.value("max_bytes", 0), 1 << 20);
+    co_await pull.close();
+
+    // Subscribing again with another limit: the durable is recreated with it (bind).
+    natbus::Subscription again =
+        co_await bus.pull_subscribe("cs.pull", on_msg, {.durable = "cs_pull", .bind = true, .consumer = {.max_request_batch = 60}});
+    const auto r = co_await bus.consumer_info("CS", "cs_pull");
+    EXPECT_EQ(r.raw.at("config").value("max_batch", 0), 60) << r.raw.dump();
+    // Settings not given are not reconciled: the same durable, unchanged, without them.
+    const auto created = r.raw.value("created", std::string());
+    co_await again.close();
+    natbus::Subscription plain = co_await bus.pull_subscribe("cs.pull", on_msg, {.durable = "cs_pull", .bind = true});
+    const auto s = co_await bus.consumer_info("CS", "cs_pull");
+    EXPECT_EQ(s.raw.value("created", std::string()), created) << "recreated although nothing given differed";
+    co_await plain.close();
+    co_await push.close();
+    co_await bus.close();
+  }());
+}
+
+TEST(ConsumerSettings, HeadersOnlyDeliversTheHeadersAndTheSizeWithoutThePayload) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{consume_config(server, "HO", "ho.>")};
+    co_await bus.connect();
+    auto m = BusMessage::from_text("ho.x", "hello world", {.correlation_id = "corr-ho"});
+    (void)co_await bus.publish(std::move(m));
+    natbus::PullSubscription sub = co_await bus.pull_subscribe("ho.x", {.durable = "ho", .consumer = {.headers_only = true}});
+    std::vector<natbus::ReceivedMessage> got = co_await sub.fetch(1, 5s);
+    EXPECT_EQ(got.size(), 1U);
+    if (got.size() == 1) {
+      EXPECT_EQ(got[0].raw_payload(), "");
+      EXPECT_EQ(got[0].header("Nats-Msg-Size").value_or("-"), "11");
+      EXPECT_EQ(got[0].correlation_id(), "corr-ho");
+      co_await got[0].ack();
+    }
+    co_await sub.close();
+    co_await bus.close();
+  }());
+}
+
+TEST(ConsumerSettings, BadValuesAreRefusedBeforeAnyRoundTripNamingThem) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{consume_config(server, "BV", "bv.>")};
+    co_await bus.connect();
+    auto on_msg = [](natbus::ReceivedMessage&) -> Task<void> { co_return; };
+    const std::chrono::milliseconds steps[] = {1s, 2s};
+    const std::chrono::milliseconds zero[] = {0ms};
+    std::vector<std::string> errors;
+    auto push_with = [&](const natbus::PushOptions& o) -> Task<void> {
+      try {
+        natbus::Subscription s = co_await bus.push_subscribe("bv.x", on_msg, o);
+        errors.emplace_back("accepted");
+      } catch (const natbus::InvalidArgument& e) {
+        errors.emplace_back(e.what());
+      }
+    };
+    auto pull_with = [&](const natbus::PullOptions& o) -> Task<void> {
+      try {
+        natbus::Subscription s = co_await bus.pull_subscribe("bv.x", on_msg, o);
+        errors.emplace_back("accepted");
+      } catch (const natbus::InvalidArgument& e) {
+        errors.emplace_back(e.what());
+      }
+    };
+    co_await push_with({.durable = "bv", .consumer = {.backoff = steps}});
+    co_await push_with({.durable = "bv", .max_deliver = 2, .consumer = {.backoff = steps}});
+    co_await push_with({.durable = "bv", .max_deliver = 5, .consumer = {.backoff = zero}});
+    co_await push_with({.durable = "bv", .consumer = {.replicas = 6}});
+    co_await push_with({.durable = "bv", .consumer = {.sample_frequency = 101}});
+    co_await push_with({.durable = "bv", .consumer = {.max_waiting = 10}});
+    co_await pull_with({.durable = "bv", .consumer = {.rate_limit_bps = 1000}});
+    co_await pull_with({.durable = "bv", .batch = 20, .consumer = {.max_request_batch = 10}});
+    co_await pull_with({.durable = "bv", .expires = 5s, .consumer = {.max_request_expires = 1s}});
+    co_await pull_with({.durable = "bv", .consumer = {.max_waiting = 1}});
+    const std::vector<std::string> needles{"max_deliver must be greater than that, got -1",
+                                           "max_deliver must be greater than that, got 2",
+                                           "positive and at most 24 h, got 0 ms",
+                                           "replicas must be 0 (the stream's) to 5, got 6",
+                                           "sample_frequency is a percentage (0-100), got 101",
+                                           "max_waiting and max_request_* are for pull consumers",
+                                           "rate_limit_bps is for push consumers",
+                                           "batch (20) is above consumer.max_request_batch (10)",
+                                           "expires (5000 ms) is above consumer.max_request_expires (1000 ms)",
+                                           "max_waiting must be at least 2"};
+    EXPECT_EQ(errors.size(), needles.size());
+    for (std::size_t i = 0; i < std::min(errors.size(), needles.size()); ++i) {
+      EXPECT_NE(errors[i].find(needles[i]), std::string::npos) << errors[i];
+    }
+    const std::vector<std::string> consumers = co_await bus.consumer_names("BV");
+    EXPECT_TRUE(consumers.empty()) << "nothing was created";
+    co_await bus.close();
+  }());
+}
