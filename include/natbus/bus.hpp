@@ -435,6 +435,12 @@ class NatsBus {
   /// `sequence`. Returns how many went.
   ///   co_await bus.purge_stream("ORDERS", {.subject = "orders.eu", .keep = 10});
   Task<std::uint64_t> purge_stream(std::string_view stream, const PurgeOptions& options);
+  /// The message stored at `sequence`, with every ReceivedMessage accessor (subject, headers,
+  /// payload; metadata() gives its stream, sequence and time; nothing to ack). Direct get when
+  /// the stream allows it, the API otherwise. NotFoundError when there is none.
+  Task<ReceivedMessage> get_message(std::string_view stream, std::uint64_t sequence);
+  /// The newest message stored on `subject` (no wildcards), as get_message.
+  Task<ReceivedMessage> get_last_message(std::string_view stream, std::string_view subject);
   /// Removes one message (NotFoundError when there is none at `sequence`); `secure_erase`
   /// overwrites its bytes on disk too.
   Task<void> delete_message(std::string_view stream, std::uint64_t sequence, bool secure_erase = false);

@@ -362,7 +362,8 @@ class ReceivedMessage {
   [[nodiscard]] std::chrono::system_clock::time_point received_at() const noexcept;
 
   /// JetStream metadata (stream/consumer sequence, delivery count, pending, timestamp);
-  /// empty for messages that did not come from a JetStream consumer.
+  /// empty for messages that did not come from a JetStream consumer. A stored message read with
+  /// NatsBus::get_message has its stream, stream_sequence and timestamp (no consumer).
   [[nodiscard]] std::optional<MsgMetadata> metadata() const;
   /// True for JetStream deliveries (messages that can be acked).
   [[nodiscard]] bool is_jetstream() const noexcept { return reply().starts_with("$JS.ACK."); }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,6 +44,11 @@ enum class TimeText {
   rfc3339_nanos  ///< 2026-11-26T18:21:33.123456789Z (the JetStream API's times)
 };
 [[nodiscard]] std::string format_time(std::chrono::system_clock::time_point t, TimeText form);
+/// Parses "2026-11-26T18:21:33[.fraction](Z|+hh:mm|-hh:mm)" (what the server and natbus write);
+/// nullopt when `s` is not of that form.
+[[nodiscard]] std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s) noexcept;
+/// Standard base64 (with or without padding) decoded; nullopt when `s` is not base64.
+[[nodiscard]] std::optional<std::string> base64_decode(std::string_view s);
 inline constexpr std::size_t kIsoLen = 29;
 /// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 [[nodiscard]] bool valid_utf8(std::string_view s) noexcept;

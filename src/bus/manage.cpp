@@ -3,9 +3,11 @@
 // JsApi's (jetstream/js_manage.cpp).
 #include <fmt/format.h>
 
+#include "base/key.hpp"
 #include "base/ref.hpp"
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
+#include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "natbus/stream_info.hpp"
 
@@ -55,6 +57,11 @@ Task<std::vector<ConsumerInfo>> consumers_impl(Ref<BusCore> bus, std::string str
 
 Task<AccountInfo> account_info_impl(Ref<BusCore> bus) { co_return co_await bus->js().account_info(); }
 
+Task<ReceivedMessage> get_impl(Ref<BusCore> bus, std::string stream, std::uint64_t sequence, std::string subject) {
+  detail::MsgPtr m = co_await bus->js().get_message(std::move(stream), sequence, std::move(subject));
+  co_return ReceivedMessage(detail::kLibrary, new detail::MsgImpl(std::move(m), bus.get()));
+}
+
 void check_filter(std::string_view op, std::string_view subject) {
   if (!subject.empty()) detail::check(op, "subject", subject, detail::subject_problem(subject, true));
 }
@@ -70,6 +77,21 @@ Task<std::uint64_t> NatsBus::purge_stream(std::string_view stream, const PurgeOp
   }
   return purge_impl(Ref<BusCore>(&core_of(core_, "purge_stream")), std::string(stream), std::string(options.subject), options.keep,
                     options.sequence);
+}
+
+Task<ReceivedMessage> NatsBus::get_message(std::string_view stream, std::uint64_t sequence) {
+  detail::check("get_message", "stream", stream, detail::name_problem(stream));
+  if (sequence == 0) {
+    throw InvalidArgument("sequence 0 is not a message (sequences start at 1)",
+                          ErrorContext{.operation = "get_message", .stream = std::string(stream)});
+  }
+  return get_impl(Ref<BusCore>(&core_of(core_, "get_message")), std::string(stream), sequence, std::string());
+}
+
+Task<ReceivedMessage> NatsBus::get_last_message(std::string_view stream, std::string_view subject) {
+  detail::check("get_last_message", "stream", stream, detail::name_problem(stream));
+  detail::check("get_last_message", "subject", subject, detail::subject_problem(subject, false));
+  return get_impl(Ref<BusCore>(&core_of(core_, "get_last_message")), std::string(stream), 0, std::string(subject));
 }
 
 Task<void> NatsBus::delete_message(std::string_view stream, std::uint64_t sequence, bool secure_erase) {

@@ -37,6 +37,19 @@ std::string JsApi::api_subject(std::string_view suffix) const {
 std::string JsApi::new_inbox() const { return s_.inbox_prefix + "." + random_token(22); }
 
 Task<nlohmann::json> JsApi::request(std::string subject, std::string body, ErrorContext ctx) {
+  MsgPtr reply = co_await request_msg(subject, std::move(body), ctx);
+  const char* data = natsMsg_GetData(reply.get());
+  const auto len = static_cast<std::size_t>(natsMsg_GetDataLength(reply.get()));
+  nlohmann::json j = nlohmann::json::parse(std::string_view(data == nullptr ? "" : data, len), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    ctx.server_text = std::string(data == nullptr ? "" : data, std::min<std::size_t>(len, 200));
+    throw Error(errc::protocol, fmt::format("unreadable JetStream API answer on {}", subject), std::move(ctx));
+  }
+  if (auto it = j.find("error"); it != j.end() && it->is_object()) throw_server_error(*it, std::move(ctx), ServerErrorSource::api);
+  co_return j;
+}
+
+Task<MsgPtr> JsApi::request_msg(std::string subject, std::string body, ErrorContext ctx) {
   co_await host_.js_ready(ctx.operation, s_.timeout);
   const auto timeout = saturating_ns(s_.timeout);
   auto [reply, status] = co_await ReplyAwaiter(host_.js_mux(), subject, std::move(body), timeout);
@@ -57,15 +70,7 @@ Task<nlohmann::json> JsApi::request(std::string subject, std::string body, Error
     default:
       throw ClosedError("the connection closed before the JetStream API answered", std::move(ctx));
   }
-  const char* data = natsMsg_GetData(reply.get());
-  const auto len = static_cast<std::size_t>(natsMsg_GetDataLength(reply.get()));
-  nlohmann::json j = nlohmann::json::parse(std::string_view(data == nullptr ? "" : data, len), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    ctx.server_text = std::string(data == nullptr ? "" : data, std::min<std::size_t>(len, 200));
-    throw Error(errc::protocol, fmt::format("unreadable JetStream API answer on {}", subject), std::move(ctx));
-  }
-  if (auto it = j.find("error"); it != j.end() && it->is_object()) throw_server_error(*it, std::move(ctx), ServerErrorSource::api);
-  co_return j;
+  co_return std::move(reply);
 }
 
 StreamInfo parse_stream_info(nlohmann::json j) {
@@ -114,7 +119,9 @@ ConsumerInfo parse_consumer_info(nlohmann::json j) {
 Task<StreamInfo> JsApi::stream_info(std::string stream) {
   ErrorContext ctx{.operation = "stream_info", .stream = stream};
   auto j = co_await request(api_subject("STREAM.INFO." + stream), "", std::move(ctx));
-  co_return parse_stream_info(std::move(j));
+  StreamInfo info = parse_stream_info(std::move(j));
+  allow_direct_[stream] = info.raw["config"].value("allow_direct", false);
+  co_return info;
 }
 
 Task<ConsumerInfo> JsApi::consumer_info(std::string stream, std::string consumer) {

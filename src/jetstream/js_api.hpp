@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -52,6 +53,9 @@ class JsApi {
   [[nodiscard]] std::string new_inbox() const;
   /// One API request; returns the parsed answer or throws the mapped error.
   Task<nlohmann::json> request(std::string subject, std::string body, ErrorContext context);
+  /// One request whose answer is a message, not JSON (direct get); the transport errors mapped
+  /// as request()'s (no responders: JetStreamNotEnabledError).
+  Task<MsgPtr> request_msg(std::string subject, std::string body, ErrorContext context);
 
   Task<StreamInfo> stream_info(std::string stream);
   Task<ConsumerInfo> consumer_info(std::string stream, std::string consumer);
@@ -65,6 +69,11 @@ class JsApi {
   /// `key` ("streams", "consumers"), `subject` the filter (when not empty).
   Task<std::vector<nlohmann::json>> list_all(std::string api, std::string key, std::string subject, ErrorContext context);
   Task<AccountInfo> account_info();
+  /// The stored message at `sequence`, or the last one on `last_subject` (when not empty): by
+  /// direct get when the stream allows it, the STREAM.MSG.GET API otherwise. It carries the
+  /// stored subject, headers and data, plus Nats-Stream, Nats-Sequence, Nats-Time-Stamp and
+  /// Nats-Subject headers (what a direct get answers with).
+  Task<MsgPtr> get_message(std::string stream, std::uint64_t sequence, std::string last_subject);
   /// Creates or checks a stream (connect's bootstrap and NatsBus::create_stream): missing
   /// subjects are added with `add_missing`, reported otherwise.
   Task<StreamInfo> ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions options, bool create, bool add_missing);
@@ -77,6 +86,8 @@ class JsApi {
  private:
   Host& host_;
   Settings s_;
+  // Streams' allow_direct as last seen (stream_info keeps it current): get_message's choice.
+  std::unordered_map<std::string, bool> allow_direct_;
 };
 
 ConsumerInfo parse_consumer_info(nlohmann::json j);

@@ -2,7 +2,13 @@
 // deleting one message, paged listings of streams and consumers, and the account's info.
 #include <fmt/format.h>
 
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "base/util.hpp"
 #include "jetstream/js_api.hpp"
+#include "message/header_block.hpp"
 
 namespace natbus::detail {
 
@@ -16,7 +22,118 @@ T number(const nlohmann::json& j, const char* key, T fallback) {
   return it->get<T>();
 }
 
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+/// A message as the stream stored it, built for a ReceivedMessage: no reply subject (nothing to
+/// acknowledge), the stored subject, headers and data.
+MsgPtr stored_message(const std::string& subject, const HeaderList& headers, std::string_view data, const ErrorContext& ctx) {
+  natsMsg* raw = nullptr;
+  if (natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size())) != NATS_OK) {
+    throw Error(errc::nats, "cannot build the stored message (out of memory?)", ctx);
+  }
+  MsgPtr m(raw);
+  for (const auto& [name, value] : headers) {
+    if (natsMsgHeader_Add(m.get(), name.c_str(), value.c_str()) != NATS_OK) {
+      throw Error(errc::nats, fmt::format("cannot add header {} to the stored message", name), ctx);
+    }
+  }
+  return m;
+}
+
+/// The headers of a message as cnats holds them (names in their order, each value).
+HeaderList headers_of(natsMsg* m) {
+  HeaderList out;
+  const char** keys = nullptr;
+  int n = 0;
+  if (natsMsgHeader_Keys(m, &keys, &n) != NATS_OK) return out;
+  for (int i = 0; i < n; ++i) {
+    const char** values = nullptr;
+    int k = 0;
+    if (natsMsgHeader_Values(m, keys[i], &values, &k) == NATS_OK) {
+      for (int j = 0; j < k; ++j) out.emplace_back(keys[i], values[j]);
+      std::free(static_cast<void*>(values));
+    }
+  }
+  std::free(static_cast<void*>(keys));
+  return out;
+}
+
+std::string header_value(const HeaderList& h, std::string_view name) {
+  for (const auto& [k, v] : h) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
 }  // namespace
+
+Task<MsgPtr> JsApi::get_message(std::string stream, std::uint64_t sequence, std::string last_subject) {
+  ErrorContext ctx{.operation = last_subject.empty() ? "get_message" : "get_last_message", .subject = last_subject, .stream = stream};
+  nlohmann::json req = nlohmann::json::object();
+  if (last_subject.empty()) {
+    req["seq"] = sequence;
+  } else {
+    req["last_by_subj"] = last_subject;
+  }
+  const std::string what = last_subject.empty() ? fmt::format("sequence {}", sequence) : fmt::format("subject {}", last_subject);
+  // Direct get (any replica answers) when the stream allows it. Whether it does is looked up
+  // once per stream (stream_info keeps it current); a direct get that fails for want of an
+  // answer forgets it and goes to the API.
+  if (!allow_direct_.contains(stream)) (void)co_await stream_info(stream);
+  std::optional<MsgPtr> direct;
+  if (allow_direct_[stream]) {
+    try {
+      direct = co_await request_msg(api_subject("DIRECT.GET." + stream), req.dump(), ctx);
+    } catch (const JetStreamNotEnabledError&) {
+      allow_direct_.erase(stream);  // no responders: no longer direct (or gone); the API says
+    } catch (const TimeoutError&) {
+      allow_direct_.erase(stream);
+    }
+  }
+  if (direct) {
+    natsMsg* m = direct->get();
+    HeaderList headers = headers_of(m);
+    const std::string status = header_value(headers, "Status");
+    if (!status.empty()) {
+      ctx.server_text = header_value(headers, "Description");
+      if (status == "404") throw NotFoundError(fmt::format("no message at {}", what), std::move(ctx));
+      throw JetStreamError(fmt::format("direct get of {} failed with status {}", what, status), std::move(ctx));
+    }
+    const std::string subject = header_value(headers, "Nats-Subject");
+    if (subject.empty()) throw Error(errc::protocol, fmt::format("the direct get of {} has no Nats-Subject header", what), std::move(ctx));
+    const char* data = natsMsg_GetData(m);
+    co_return stored_message(subject, headers,
+                             std::string_view(data == nullptr ? "" : data, static_cast<std::size_t>(natsMsg_GetDataLength(m))), ctx);
+  }
+  nlohmann::json j;
+  try {
+    j = co_await request(api_subject("STREAM.MSG.GET." + stream), req.dump(), ctx);
+  } catch (const NotFoundError& e) {
+    if (e.js_code() != 10037) throw;  // a missing stream says so itself
+    ErrorContext c = e.context();
+    throw NotFoundError(fmt::format("no message at {}", what), std::move(c));
+  }
+  const auto it = j.find("message");
+  if (it == j.end() || !it->is_object())
+    throw Error(errc::protocol, fmt::format("the answer for {} holds no message", what), std::move(ctx));
+  const nlohmann::json& msg = *it;
+  const std::string subject = msg.value("subject", std::string());
+  const auto data = base64_decode(msg.value("data", std::string()));
+  const auto block = base64_decode(msg.value("hdrs", std::string()));
+  if (subject.empty() || !data || !block)
+    throw Error(errc::protocol, fmt::format("the stored message at {} cannot be read", what), std::move(ctx));
+  HeaderList headers;
+  for_each_header(*block, [&headers](std::string_view k, std::string_view v) {
+    headers.emplace_back(std::string(k), std::string(v));
+    return true;
+  });
+  // What a direct get carries, so that both paths read alike (ReceivedMessage::metadata()).
+  headers.emplace_back("Nats-Stream", stream);
+  headers.emplace_back("Nats-Subject", subject);
+  headers.emplace_back("Nats-Sequence", std::to_string(msg.value("seq", std::uint64_t{0})));
+  headers.emplace_back("Nats-Time-Stamp", msg.value("time", std::string()));
+  co_return stored_message(subject, headers, *data, ctx);
+}
 
 Task<std::uint64_t> JsApi::purge_stream(std::string stream, std::string subject, std::uint64_t keep, std::uint64_t sequence) {
   ErrorContext ctx{.operation = "purge_stream", .subject = subject, .stream = stream};

@@ -267,7 +267,22 @@ std::chrono::system_clock::time_point ReceivedMessage::received_at() const noexc
   return impl_ != nullptr ? impl_->received_at : std::chrono::system_clock::time_point{};
 }
 
-std::optional<MsgMetadata> ReceivedMessage::metadata() const { return detail::parse_metadata(reply()); }
+std::optional<MsgMetadata> ReceivedMessage::metadata() const {
+  if (auto md = detail::parse_metadata(reply())) return md;
+  // A stored message (get_message, get_last_message): its Nats-Stream / Nats-Sequence /
+  // Nats-Time-Stamp headers, as a direct get answers.
+  const auto stream = header("Nats-Stream");
+  const auto seq = header("Nats-Sequence");
+  if (!stream || !seq) return std::nullopt;
+  MsgMetadata md;
+  md.stream = std::string(*stream);
+  const auto [p, ec] = std::from_chars(seq->data(), seq->data() + seq->size(), md.stream_sequence);
+  if (ec != std::errc() || p != seq->data() + seq->size()) return std::nullopt;
+  if (const auto ts = header("Nats-Time-Stamp")) {
+    if (const auto t = detail::parse_rfc3339(*ts)) md.timestamp = *t;
+  }
+  return md;
+}
 
 std::optional<MsgMetadata> detail::parse_metadata(std::string_view r) {
   if (r.substr(0, 8) != "$JS.ACK.") return std::nullopt;

@@ -165,6 +165,7 @@ class RawSubscriber {
     return out;
   }
   natsConnection* connection() const { return nc_; }
+  natsSubscription* subscription() const { return sub_; }
 
  private:
   natsConnection* nc_ = nullptr;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "support/bus_test.hpp"
@@ -325,6 +326,98 @@ TEST(ConsumerSettings, BadValuesAreRefusedBeforeAnyRoundTripNamingThem) {
     }
     const std::vector<std::string> consumers = co_await bus.consumer_names("BV");
     EXPECT_TRUE(consumers.empty()) << "nothing was created";
+    co_await bus.close();
+  }());
+}
+
+// Both paths: a stream with allow_direct answers by direct get, one without through the API.
+TEST(Manage, GetMessageAndGetLastMessageReadWhatWasStoredWithEveryAccessor) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    const std::vector<std::string> api_subjects{"gapi.>"};
+    (void)co_await bus.create_stream("GAPI", api_subjects, {.storage = natbus::StorageType::memory});
+    const nlohmann::json direct_cfg{{"name", "GDIR"}, {"subjects", {"gdir.>"}}, {"storage", "memory"}, {"allow_direct", true}};
+    auto create = BusMessage::from_json("$JS.API.STREAM.CREATE.GDIR", direct_cfg);
+    (void)co_await bus.request(std::move(create), 5s);
+    const auto dir_info = co_await bus.stream_info("GDIR");
+    EXPECT_TRUE(dir_info.raw.at("config").value("allow_direct", false)) << dir_info.raw.dump();
+
+    // Which path each took: a plain subscriber sees the direct get requests.
+    RawSubscriber watcher(server, "$JS.API.DIRECT.GET.>");
+    std::map<std::string, int> direct_requests;
+    const auto count_direct = [&watcher, &direct_requests] {
+      natsMsg* m = nullptr;
+      while (natsSubscription_NextMsg(&m, watcher.subscription(), 100) == NATS_OK) {
+        ++direct_requests[natsMsg_GetSubject(m)];
+        natsMsg_Destroy(m);
+      }
+    };
+    const std::vector<std::pair<std::string, std::string>> streams{{"GAPI", "gapi"}, {"GDIR", "gdir"}};
+    for (const auto& [stream, prefix] : streams) {
+      const auto before = std::chrono::system_clock::now() - 1s;
+      std::uint64_t second = 0;
+      for (int i = 1; i <= 3; ++i) {
+        auto m = BusMessage::from_text(prefix + (i == 3 ? ".b" : ".a"), "body " + std::to_string(i),
+                                       {.correlation_id = "corr-" + std::to_string(i)});
+        m.set_header("x-custom", "value " + std::to_string(i));
+        const natbus::PubAck ack = co_await bus.publish(std::move(m));
+        if (i == 2) second = ack.sequence;
+      }
+      const natbus::ReceivedMessage got = co_await bus.get_message(stream, second);
+      EXPECT_EQ(got.subject(), prefix + ".a") << stream;
+      EXPECT_EQ(got.as_text(), "body 2") << stream;
+      EXPECT_EQ(got.correlation_id(), "corr-2") << stream;
+      EXPECT_EQ(got.header("x-custom").value_or("-"), "value 2") << stream;
+      const auto md = got.metadata();
+      EXPECT_TRUE(md.has_value()) << stream;
+      if (md) {
+        EXPECT_EQ(md->stream, stream);
+        EXPECT_EQ(md->stream_sequence, second);
+        EXPECT_GT(md->timestamp, before) << stream;
+        EXPECT_LT(md->timestamp, std::chrono::system_clock::now() + 1s) << stream;
+      }
+      EXPECT_FALSE(got.is_jetstream()) << "a stored message has nothing to acknowledge";
+
+      const natbus::ReceivedMessage last_a = co_await bus.get_last_message(stream, prefix + ".a");
+      EXPECT_EQ(last_a.as_text(), "body 2") << stream;
+      const natbus::ReceivedMessage last_b = co_await bus.get_last_message(stream, prefix + ".b");
+      EXPECT_EQ(last_b.as_text(), "body 3") << stream;
+      EXPECT_EQ(last_b.metadata().value_or(natbus::MsgMetadata{}).stream_sequence, second + 1) << stream;
+
+      std::string missing;
+      try {
+        (void)co_await bus.get_message(stream, 999);
+      } catch (const natbus::NotFoundError& e) {
+        missing = e.what();
+      }
+      EXPECT_NE(missing.find("no message at sequence 999"), std::string::npos) << stream << ": " << missing;
+      EXPECT_NE(missing.find("stream=" + stream), std::string::npos) << missing;
+      std::string missing_last;
+      try {
+        (void)co_await bus.get_last_message(stream, prefix + ".nothing");
+      } catch (const natbus::NotFoundError& e) {
+        missing_last = e.what();
+      }
+      EXPECT_NE(missing_last.find("no message at subject " + prefix + ".nothing"), std::string::npos) << stream << ": " << missing_last;
+    }
+    count_direct();
+    EXPECT_EQ(direct_requests, (std::map<std::string, int>{{"$JS.API.DIRECT.GET.GDIR", 5}}))
+        << "GDIR (allow_direct) is read by direct get, GAPI through the API";
+    std::string no_stream;
+    try {
+      (void)co_await bus.get_message("NOPE", 1);
+    } catch (const natbus::NotFoundError& e) {
+      no_stream = e.what();
+    }
+    EXPECT_NE(no_stream.find("stream=NOPE"), std::string::npos) << no_stream;
+    auto get_zero = [&] { return bus.get_message("GAPI", 0); };
+    const std::string zero = co_await failure(get_zero);
+    EXPECT_NE(zero.find("sequence 0"), std::string::npos) << zero;
+    auto get_wild = [&] { return bus.get_last_message("GAPI", "gapi.*"); };
+    const std::string wild = co_await failure(get_wild);
+    EXPECT_NE(wild.find("gapi.*"), std::string::npos) << wild;
     co_await bus.close();
   }());
 }

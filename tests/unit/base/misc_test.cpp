@@ -246,3 +246,29 @@ TEST(Random, IdsComeFromTheKernelAndAForkedChildDoesNotRepeatTheParent) {
   std::set<char> letters(token.begin(), token.end());
   EXPECT_EQ(letters.size(), 62U);  // 1000 draws cover all 62 letters (missing one: p < 1e-5)
 }
+
+TEST(Time, Rfc3339ParsesWhatTheServerAndNatbusWriteAndRefusesTheRest) {
+  using namespace std::chrono;
+  const auto t = system_clock::time_point(duration_cast<system_clock::duration>(nanoseconds(1'764'630'093'123'456'789)));
+  const std::string written = natbus::detail::format_time(t, natbus::detail::TimeText::rfc3339_nanos);
+  EXPECT_EQ(natbus::detail::parse_rfc3339(written), t) << written;
+  EXPECT_EQ(natbus::detail::parse_rfc3339("2025-12-01T23:01:33.123456789Z"), t);
+  EXPECT_EQ(natbus::detail::parse_rfc3339("2025-12-02T00:01:33.123456789+01:00"), t);
+  EXPECT_EQ(natbus::detail::parse_rfc3339("2025-12-01T23:01:33Z"), t - nanoseconds(123'456'789));
+  EXPECT_EQ(natbus::detail::parse_rfc3339("2025-12-01T23:01:33.1Z"), t - nanoseconds(23'456'789));
+  for (const char* bad : {"", "2025-12-01", "2025-12-01T23:01:33", "2025-13-01T23:01:33Z", "2025-12-01T23:01:33.Z",
+                          "2025-12-01T23:01:33Zjunk", "2025-12-01 23:01:33Z", "2025-12-01T23:01:33+0100"}) {
+    EXPECT_FALSE(natbus::detail::parse_rfc3339(bad).has_value()) << bad;
+  }
+}
+
+TEST(Base64, DecodesWithAndWithoutPaddingAndRefusesOtherCharacters) {
+  EXPECT_EQ(natbus::detail::base64_decode(""), std::string());
+  EXPECT_EQ(natbus::detail::base64_decode("aGVsbG8gd29ybGQ="), "hello world");
+  EXPECT_EQ(natbus::detail::base64_decode("aGVsbG8gd29ybGQ"), "hello world");
+  EXPECT_EQ(natbus::detail::base64_decode("TkFUUy8xLjANCmE6IGINCg0K"), "NATS/1.0\r\na: b\r\n\r\n");
+  EXPECT_EQ(natbus::detail::base64_decode("//79"), std::string("\xff\xfe\xfd"));
+  EXPECT_FALSE(natbus::detail::base64_decode("aGVs bG8=").has_value());
+  EXPECT_FALSE(natbus::detail::base64_decode("aGVsbG8-").has_value());
+  EXPECT_FALSE(natbus::detail::base64_decode("a").has_value());
+}
