@@ -74,6 +74,23 @@ void CoreSubCore::drain_queued() noexcept {
   }
 }
 
+MessageOptions answer_options(const ReceivedMessage& request) noexcept {
+  MessageOptions o;
+  o.correlation_id = request.correlation_id();
+  o.trace_id = request.trace_id();
+  o.parent = request.trace_context();
+  o.message_type = request.message_type();
+  return o;
+}
+
+std::string header_safe(std::string_view text) {
+  std::string clean(text.substr(0, 512));
+  for (auto& c : clean) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) c = ' ';
+  }
+  return clean;
+}
+
 Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& body, const std::string& error) {
   MsgImpl* impl = impl_of(request);
   if (impl == nullptr || impl->bus == nullptr) co_return;
@@ -82,18 +99,9 @@ Task<void> serve_reply(const ReceivedMessage& request, const nlohmann::json& bod
     log(LogLevel::warn, "serve_no_reply_subject", {{"subject", std::string(request.subject())}});
     co_return;
   }
-  MessageOptions o;
-  o.correlation_id = request.correlation_id();
-  o.trace_id = request.trace_id();
-  o.parent = request.trace_context();
-  o.message_type = request.message_type();
-  BusMessage answer = BusMessage::from_json(reply, error.empty() ? body : nlohmann::json(nullptr), o);
+  BusMessage answer = BusMessage::from_json(reply, error.empty() ? body : nlohmann::json(nullptr), answer_options(request));
   if (!error.empty()) {
-    std::string clean = error.substr(0, 512);
-    for (auto& c : clean) {
-      if (c == '\r' || c == '\n' || static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) c = ' ';
-    }
-    answer.set_header("x-error", clean);
+    answer.set_header("x-error", header_safe(error));
     log(LogLevel::error, "serve_handler_error", {{"subject", std::string(request.subject())}, {"error", error}});
   }
   try {

@@ -27,4 +27,10 @@ class CoreSubCore final : public SubCore {
   bool answer_on_stop_ = false;
 };
 
+/// The options of an answer to `request` (serve(), service endpoints): its correlation id,
+/// trace (continued) and message type. Views into `request`, which must outlive their use.
+[[nodiscard]] MessageOptions answer_options(const ReceivedMessage& request) noexcept;
+/// An error text fit for a header value: one line of printable ASCII, at most 512 bytes.
+[[nodiscard]] std::string header_safe(std::string_view text);
+
 }  // namespace natbus::detail

@@ -12,6 +12,7 @@
 #include "base/util.hpp"
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
+#include "core/core_sub.hpp"
 #include "natbus/json.hpp"
 
 namespace natbus {
@@ -46,15 +47,6 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
   gmtime_r(&secs, &tm);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, ns % 1'000'000'000);
-}
-
-/// A header value on one line, printable ASCII, at most 512 bytes.
-std::string header_safe(std::string_view text) {
-  std::string clean(text.substr(0, 512));
-  for (auto& c : clean) {
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = ' ';
-  }
-  return clean;
 }
 
 nlohmann::json metadata_json(const std::map<std::string, std::string>& m) {
@@ -188,11 +180,7 @@ class ServiceCore final : public RefCounted {
       log(LogLevel::warn, "service_no_reply_subject", {{"service", cfg_.name}, {"subject", std::string(request.subject())}});
       return;
     }
-    MessageOptions o;
-    o.correlation_id = request.correlation_id();
-    o.trace_id = request.trace_id();
-    o.parent = request.trace_context();
-    o.message_type = request.message_type();
+    const MessageOptions o = answer_options(request);
     BusMessage answer = error.empty() ? (json ? json_text_message("service", reply, body, o) : BusMessage::from_bytes(reply, body, o))
                                       : BusMessage::from_bytes(reply, std::string_view{}, o);
     if (!error.empty()) {
