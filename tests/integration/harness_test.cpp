@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <optional>
+#include <set>
 
 #include "support/nats_server.hpp"
 
@@ -110,6 +114,49 @@ TEST(Harness, PortInUseIsAClearError) {
   } catch (const HarnessError& e) {
     EXPECT_NE(std::string(e.what()).find("already in use"), std::string::npos) << e.what();
   }
+}
+
+// A server restarted on its port must find the port free. A port from the kernel's ephemeral
+// range can meanwhile be taken as the local port of any outgoing connection (CI once saw
+// "bind: address already in use" on a TLS server's restart), and a second test process must not
+// be handed a port whose server is only down for a restart.
+TEST(Harness, FreePortsAreBelowTheEphemeralRangeAndNeverHandedOutTwice) {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  int high = 0;
+  ASSERT_TRUE(range >> low >> high);
+  std::set<int> mine;
+  for (int i = 0; i < 20; ++i) {
+    const int port = natbus::testing::free_port();
+    EXPECT_LT(port, low) << port << " is in the ephemeral range " << low << ".." << high;
+    EXPECT_GT(port, 1023);
+    EXPECT_TRUE(mine.insert(port).second) << port << " handed out twice";
+  }
+  // Another process, running beside this one, gets none of them.
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    for (int i = 0; i < 200; ++i) {
+      const int port = natbus::testing::free_port();
+      if (::write(fds[1], &port, sizeof port) != sizeof port) ::_exit(2);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  int port = 0;
+  int got = 0;
+  while (::read(fds[0], &port, sizeof port) == sizeof port) {
+    ++got;
+    EXPECT_EQ(mine.count(port), 0U) << port << " was given to both processes";
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(got, 200);
 }
 
 TEST(Harness, MissingBinaryIsAClearError) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,9 +23,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -42,21 +46,73 @@ std::string_view server_debug() {
 }
 }  // namespace
 
-int free_port() {
+namespace {
+/// The kernel's ephemeral range: connect() takes its local ports from it, so a server port picked
+/// there can be taken by any outgoing connection (or a TCP self-connect) while the server is down
+/// for a restart, and the restarted server then fails with "address already in use".
+std::pair<int, int> ephemeral_range() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768;
+  int high = 60999;
+  if (!(in >> low >> high)) return {32768, 60999};
+  return {low, high};
+}
+
+bool can_bind(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw HarnessError(fmt::format("free_port: socket: {}", std::strerror(errno)));
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as nats-server binds
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw HarnessError(fmt::format("free_port: bind: {}", std::strerror(errno)));
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+/// Holds a port for this process's life: an flock on /tmp/natbus-test-ports/<port>, so that test
+/// processes running side by side never hand out the same port, even while its server is down.
+/// The kernel drops the lock when the process ends, however it ends.
+bool reserve(int port) {
+  static std::mutex mu;
+  static std::vector<int> held;                   // the lock descriptors, open until exit
+  const fs::path dir = "/tmp/natbus-test-ports";  // not $TMPDIR: every test process must share it
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  ::chmod(dir.c_str(), 01777);  // shared by every user's test runs, like /tmp
+  const std::string file = (dir / std::to_string(port)).string();
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return false;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;
+  }
+  const std::lock_guard lock(mu);
+  held.push_back(fd);
+  return true;
+}
+}  // namespace
+
+int free_port() {
+  // Below the ephemeral range, reserved across processes, and free now.
+  const auto [low, high] = ephemeral_range();
+  (void)high;
+  const int top = low > 20000 ? low - 1 : 32767;
+  const int bottom = top - 12000;
+  static std::mutex mu;
+  static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    int port = 0;
+    {
+      const std::lock_guard lock(mu);
+      port = std::uniform_int_distribution<int>(bottom, top)(rng);
+    }
+    if (!reserve(port)) continue;
+    if (can_bind(port)) return port;
+  }
+  throw HarnessError(fmt::format("free_port: no free port in {}..{} after 500 tries", bottom, top));
 }
 
 bool port_open(int port) {

@@ -132,7 +132,9 @@ class NatsCluster {
   std::vector<std::unique_ptr<NatsServer>> nodes_;
 };
 
-/// A free TCP port on 127.0.0.1 (bound and released; callers retry on a lost race).
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range (so no outgoing connection
+/// takes it while its server restarts) and held by this process until it exits (so no test
+/// running beside it gets the same one).
 int free_port();
 /// True when something accepts connections on 127.0.0.1:port.
 bool port_open(int port);
