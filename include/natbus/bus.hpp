@@ -249,6 +249,7 @@ struct StreamInfo;     // <natbus/stream_info.hpp>
 struct ConsumerInfo;   // <natbus/stream_info.hpp>
 struct AccountInfo;    // <natbus/stream_info.hpp>
 struct PurgeOptions;   // <natbus/stream_info.hpp>
+struct StreamConfig;   // <natbus/stream_info.hpp>
 class Service;         // <natbus/service.hpp>
 struct ServiceConfig;  // <natbus/service.hpp>
 
@@ -424,6 +425,18 @@ class NatsBus {
   /// Build the subject list before co_await:  std::vector<std::string> s{"orders.>"};
   Task<StreamInfo> create_stream(std::string_view name, std::span<const std::string> subjects, const StreamOptions& options = {},
                                  bool add_missing_subjects = false);
+  /// Creates the stream with its whole configuration. An existing stream of that name with the
+  /// same configuration is returned as it is; one configured otherwise is a JetStreamError with
+  /// the server's text. What natbus can see is wrong (a negative limit, an empty subject,
+  /// replicas above 5, a mirror with subjects, ...) is an InvalidArgument, with no round trip.
+  ///   const natbus::StreamSource from[] = {{.name = "EU"}, {.name = "US", .filter_subject = "orders.us.>"}};
+  ///   co_await bus.create_stream({.name = "ALL", .sources = from});
+  Task<StreamInfo> create_stream(const StreamConfig& config);
+  /// Replaces an existing stream's configuration with `config` (NoStreamError when there is
+  /// none): fields left alone go back to the server's defaults, so give the whole configuration.
+  /// nats-server 2.9 never changes storage, retention, max_consumers, mirror or republish, nor
+  /// turns sealed, deny_delete or deny_purge off: such an update is a JetStreamError with its text.
+  Task<StreamInfo> update_stream(const StreamConfig& config);
 
   /// The stream's configuration and state (NoStreamError when it does not exist).
   Task<StreamInfo> stream_info(std::string_view stream);

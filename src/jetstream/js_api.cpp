@@ -89,6 +89,20 @@ StreamInfo parse_stream_info(nlohmann::json j) {
   si.last_sequence = st.value("last_seq", std::uint64_t{0});
   si.consumers = st.value("consumer_count", 0);
   if (j.contains("cluster") && j["cluster"].is_object()) si.leader = j["cluster"].value("leader", std::string());
+  si.description = cfg.value("description", std::string());
+  si.sealed = cfg.value("sealed", false);
+  const auto source_info = [](const nlohmann::json& s) {
+    StreamSourceInfo out;
+    out.name = s.value("name", std::string());
+    out.lag = s.value("lag", std::uint64_t{0});
+    out.active = std::chrono::nanoseconds(s.value("active", std::int64_t{-1}));
+    if (s.contains("error") && s["error"].is_object()) out.error = s["error"].value("description", std::string());
+    return out;
+  };
+  if (j.contains("mirror") && j["mirror"].is_object()) si.mirror = source_info(j["mirror"]);
+  if (j.contains("sources") && j["sources"].is_array()) {
+    for (const auto& s : j["sources"]) si.sources.push_back(source_info(s));
+  }
   si.raw = std::move(j);
   return si;
 }

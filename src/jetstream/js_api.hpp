@@ -74,6 +74,9 @@ class JsApi {
   /// stored subject, headers and data, plus Nats-Stream, Nats-Sequence, Nats-Time-Stamp and
   /// Nats-Subject headers (what a direct get answers with).
   Task<MsgPtr> get_message(std::string stream, std::uint64_t sequence, std::string last_subject);
+  /// STREAM.CREATE (or STREAM.UPDATE with `update`) of `name` with the configuration `body`
+  /// (stream_config_json's); the new state.
+  Task<StreamInfo> put_stream(bool update, std::string name, std::string body);
   /// Creates or checks a stream (connect's bootstrap and NatsBus::create_stream): missing
   /// subjects are added with `add_missing`, reported otherwise.
   Task<StreamInfo> ensure_stream(std::string name, std::vector<std::string> subjects, StreamOptions options, bool create, bool add_missing);
@@ -90,6 +93,8 @@ class JsApi {
   std::unordered_map<std::string, bool> allow_direct_;
 };
 
+/// The configuration as the server's STREAM.CREATE / STREAM.UPDATE take it (checked before).
+nlohmann::json stream_config_json(const StreamConfig& config);
 ConsumerInfo parse_consumer_info(nlohmann::json j);
 StreamInfo parse_stream_info(nlohmann::json j);
 

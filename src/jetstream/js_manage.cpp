@@ -1,5 +1,6 @@
-// JetStream management a service owner needs beyond create/info/delete: purge with a filter,
-// deleting one message, paged listings of streams and consumers, and the account's info.
+// JetStream management a service owner needs beyond create/info/delete: streams with their
+// whole configuration, purge with a filter, deleting one message, paged listings of streams and
+// consumers, and the account's info.
 #include <fmt/format.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "base/util.hpp"
 #include "jetstream/js_api.hpp"
 #include "message/header_block.hpp"
+#include "natbus/log.hpp"
 
 namespace natbus::detail {
 
@@ -169,6 +171,85 @@ Task<std::vector<nlohmann::json>> JsApi::list_all(std::string api, std::string k
     if (got == 0 || out.size() >= total) break;
   }
   co_return out;
+}
+
+namespace {
+const char* retention_text(RetentionPolicy r) {
+  switch (r) {
+    case RetentionPolicy::limits:
+      return "limits";
+    case RetentionPolicy::interest:
+      return "interest";
+    case RetentionPolicy::work_queue:
+      return "workqueue";
+  }
+  return "limits";
+}
+
+nlohmann::json source_json(const StreamSource& s) {
+  nlohmann::json j = {{"name", std::string(s.name)}};
+  if (s.start_sequence > 0) j["opt_start_seq"] = s.start_sequence;
+  if (s.start_time) j["opt_start_time"] = format_time(*s.start_time, TimeText::rfc3339_nanos);
+  if (!s.filter_subject.empty()) j["filter_subject"] = std::string(s.filter_subject);
+  // As nats.go: a source in another domain is read through that domain's API prefix.
+  if (!s.domain.empty()) j["external"] = {{"api", fmt::format("$JS.{}.API", s.domain)}, {"deliver", ""}};
+  return j;
+}
+}  // namespace
+
+nlohmann::json stream_config_json(const StreamConfig& c) {
+  nlohmann::json j = {
+      {"name", std::string(c.name)},
+      {"retention", retention_text(c.retention)},
+      {"max_consumers", c.max_consumers},
+      {"max_msgs", c.max_msgs},
+      {"max_bytes", c.max_bytes},
+      {"max_age", c.max_age.count()},
+      {"max_msgs_per_subject", c.max_msgs_per_subject},
+      {"max_msg_size", c.max_msg_size},
+      {"discard", c.discard == DiscardPolicy::old ? "old" : "new"},
+      {"storage", c.storage == StorageType::file ? "file" : "memory"},
+      {"num_replicas", c.replicas},
+      {"allow_direct", c.allow_direct},
+      {"mirror_direct", c.mirror_direct},
+      {"sealed", c.sealed},
+      {"deny_delete", c.deny_delete},
+      {"deny_purge", c.deny_purge},
+      {"allow_rollup_hdrs", c.allow_rollup},
+  };
+  if (!c.description.empty()) j["description"] = std::string(c.description);
+  if (!c.subjects.empty()) j["subjects"] = std::vector<std::string>(c.subjects.begin(), c.subjects.end());
+  if (c.no_ack) j["no_ack"] = true;
+  if (c.duplicate_window.count() > 0) j["duplicate_window"] = c.duplicate_window.count();
+  if (c.discard_new_per_subject) j["discard_new_per_subject"] = true;
+  if (!c.placement_cluster.empty() || !c.placement_tags.empty()) {
+    nlohmann::json p = nlohmann::json::object();
+    if (!c.placement_cluster.empty()) p["cluster"] = std::string(c.placement_cluster);
+    if (!c.placement_tags.empty()) p["tags"] = std::vector<std::string>(c.placement_tags.begin(), c.placement_tags.end());
+    j["placement"] = std::move(p);
+  }
+  if (c.mirror) j["mirror"] = source_json(*c.mirror);
+  if (!c.sources.empty()) {
+    nlohmann::json sources = nlohmann::json::array();
+    for (const auto& s : c.sources) sources.push_back(source_json(s));
+    j["sources"] = std::move(sources);
+  }
+  if (!c.republish_destination.empty()) {
+    j["republish"] = {{"src", std::string(c.republish_source)},
+                      {"dest", std::string(c.republish_destination)},
+                      {"headers_only", c.republish_headers_only}};
+  }
+  return j;
+}
+
+Task<StreamInfo> JsApi::put_stream(bool update, std::string name, std::string body) {
+  ErrorContext ctx{.operation = update ? "update_stream" : "create_stream", .stream = name};
+  auto j = co_await request(api_subject((update ? "STREAM.UPDATE." : "STREAM.CREATE.") + name), std::move(body), std::move(ctx));
+  StreamInfo info = parse_stream_info(std::move(j));
+  allow_direct_[name] = info.raw["config"].value("allow_direct", false);
+  log(LogLevel::info, update ? "js_stream_updated" : "js_stream_created",
+      {{"stream", name}, {"subjects", fmt::format("{}", fmt::join(info.subjects, ","))}});
+  co_return info;
 }
 
 Task<AccountInfo> JsApi::account_info() {

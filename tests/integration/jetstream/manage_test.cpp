@@ -421,3 +421,335 @@ TEST(Manage, GetMessageAndGetLastMessageReadWhatWasStoredWithEveryAccessor) {
     co_await bus.close();
   }());
 }
+
+namespace {
+
+/// Polls the stream's info until it holds `n` messages (or 20 s pass); its last info.
+Task<natbus::StreamInfo> info_with(NatsBus& bus, const std::string& stream, std::uint64_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  natbus::StreamInfo info = co_await bus.stream_info(stream);
+  while (info.messages != n && std::chrono::steady_clock::now() < deadline) {
+    co_await natbus::sleep(20ms);
+    info = co_await bus.stream_info(stream);
+  }
+  co_return info;
+}
+
+}  // namespace
+
+// create_stream(config) sends every field as the server spells it; update_stream replaces the
+// configuration; the server's refusals name the stream and carry its text.
+TEST(Manage, StreamConfigurationReachesTheServerAndUpdateStreamReplacesIt) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    const std::string subjects[] = {"cfg.>"};
+    std::vector<std::string> seen;
+    auto on_republished = [&](natbus::ReceivedMessage& m) -> Task<void> {
+      seen.push_back(fmt::format("{}={}", m.subject(), m.header("Nats-Sequence").value_or("?")));
+      co_return;
+    };
+    natbus::Subscription rp = co_await bus.subscribe_core("copy.>", on_republished);
+    co_await bus.flush();
+    const natbus::StreamInfo created = co_await bus.create_stream({.name = "CFG",
+                                                                   .subjects = subjects,
+                                                                   .description = "orders by region",
+                                                                   .discard = natbus::DiscardPolicy::new_,
+                                                                   .discard_new_per_subject = true,
+                                                                   .max_msgs = 1000,
+                                                                   .max_bytes = 1 << 20,
+                                                                   .max_age = 1h,
+                                                                   .max_msgs_per_subject = 2,
+                                                                   .max_msg_size = 4096,
+                                                                   .max_consumers = 7,
+                                                                   .duplicate_window = 30s,
+                                                                   .storage = natbus::StorageType::memory,
+                                                                   .deny_delete = true,
+                                                                   .allow_rollup = true,
+                                                                   .allow_direct = true,
+                                                                   .republish_source = "cfg.>",
+                                                                   .republish_destination = "copy.>"});
+    const nlohmann::json& c = created.raw["config"];
+    EXPECT_EQ(created.description, "orders by region");
+    EXPECT_EQ(c.value("discard", ""), "new");
+    EXPECT_TRUE(c.value("discard_new_per_subject", false));
+    EXPECT_EQ(c.value("max_msgs", 0), 1000);
+    EXPECT_EQ(c.value("max_bytes", 0), 1 << 20);
+    EXPECT_EQ(c.value("max_age", std::int64_t{0}), std::int64_t{3'600'000'000'000});
+    EXPECT_EQ(c.value("max_msgs_per_subject", 0), 2);
+    EXPECT_EQ(c.value("max_msg_size", 0), 4096);
+    EXPECT_EQ(c.value("max_consumers", 0), 7);
+    EXPECT_EQ(c.value("duplicate_window", std::int64_t{0}), std::int64_t{30'000'000'000});
+    EXPECT_EQ(c.value("storage", ""), "memory");
+    EXPECT_TRUE(c.value("deny_delete", false));
+    EXPECT_FALSE(c.value("deny_purge", true));
+    EXPECT_TRUE(c.value("allow_rollup_hdrs", false));
+    EXPECT_TRUE(c.value("allow_direct", false));
+    EXPECT_EQ(c["republish"].value("dest", ""), "copy.>");
+
+    // What the settings do: a third message on a full subject is refused (discard new per
+    // subject), stored ones are republished with their sequence, and deletes are denied.
+    co_await publish_to(bus, "cfg.eu", 2);
+    bool refused = false;
+    try {
+      auto third = BusMessage::from_text("cfg.eu", "3");
+      (void)co_await bus.publish(std::move(third));
+    } catch (const natbus::Error& e) {
+      refused = std::string(e.what()).find("maximum messages per subject exceeded") != std::string::npos;
+      if (!refused) ADD_FAILURE() << e.what();
+    }
+    EXPECT_TRUE(refused) << "the third cfg.eu message was stored";
+    EXPECT_TRUE(co_await eventually([&] { return seen.size() == 2; }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"copy.eu=1", "copy.eu=2"}));
+    auto del = [&]() -> Task<int> {
+      co_await bus.delete_message("CFG", 1);
+      co_return 0;
+    };
+    const std::string denied = co_await failure(del);
+    EXPECT_NE(denied.find("CFG"), std::string::npos) << denied;
+    EXPECT_NE(denied.find("message delete not permitted"), std::string::npos) << denied;
+
+    // The same configuration again is the same stream; another one is refused with the text.
+    const natbus::StreamInfo again = co_await bus.create_stream({.name = "CFG",
+                                                                 .subjects = subjects,
+                                                                 .description = "orders by region",
+                                                                 .discard = natbus::DiscardPolicy::new_,
+                                                                 .discard_new_per_subject = true,
+                                                                 .max_msgs = 1000,
+                                                                 .max_bytes = 1 << 20,
+                                                                 .max_age = 1h,
+                                                                 .max_msgs_per_subject = 2,
+                                                                 .max_msg_size = 4096,
+                                                                 .max_consumers = 7,
+                                                                 .duplicate_window = 30s,
+                                                                 .storage = natbus::StorageType::memory,
+                                                                 .deny_delete = true,
+                                                                 .allow_rollup = true,
+                                                                 .allow_direct = true,
+                                                                 .republish_source = "cfg.>",
+                                                                 .republish_destination = "copy.>"});
+    EXPECT_EQ(again.messages, 2U);
+    auto other = [&]() -> Task<natbus::StreamInfo> {
+      co_return co_await bus.create_stream({.name = "CFG", .subjects = subjects, .storage = natbus::StorageType::memory});
+    };
+    const std::string in_use = co_await failure(other);
+    EXPECT_NE(in_use.find("CFG"), std::string::npos) << in_use;
+    EXPECT_NE(in_use.find("stream name already in use with a different configuration"), std::string::npos) << in_use;
+
+    // update_stream: the new configuration replaces the old one, settings left alone included.
+    const std::string more[] = {"cfg.>", "extra.*"};
+    // (What 2.9 never changes stays as it was: storage, max_consumers, deny_delete, republish.)
+    const natbus::StreamInfo updated = co_await bus.update_stream({.name = "CFG",
+                                                                   .subjects = more,
+                                                                   .description = "v2",
+                                                                   .max_msgs = 10,
+                                                                   .max_consumers = 7,
+                                                                   .storage = natbus::StorageType::memory,
+                                                                   .deny_delete = true,
+                                                                   .republish_source = "cfg.>",
+                                                                   .republish_destination = "copy.>"});
+    EXPECT_EQ(updated.subjects, (std::vector<std::string>(std::begin(more), std::end(more))));
+    EXPECT_EQ(updated.description, "v2");
+    EXPECT_EQ(updated.raw["config"].value("max_msgs", 0), 10);
+    EXPECT_EQ(updated.raw["config"].value("max_msgs_per_subject", 0), -1) << "left alone: back to the default";
+    EXPECT_FALSE(updated.raw["config"].value("discard_new_per_subject", false));
+    EXPECT_EQ(updated.raw["config"].value("discard", ""), "old");
+    EXPECT_EQ(updated.messages, 2U) << "an update keeps the messages";
+
+    // Changes the server cannot make come back with its text; a missing stream is NotFound.
+    auto to_file = [&]() -> Task<natbus::StreamInfo> {
+      co_return co_await bus.update_stream({.name = "CFG", .subjects = more, .max_consumers = 7, .storage = natbus::StorageType::file});
+    };
+    const std::string storage = co_await failure(to_file);
+    EXPECT_NE(storage.find("update_stream"), std::string::npos) << storage;
+    EXPECT_NE(storage.find("CFG"), std::string::npos) << storage;
+    EXPECT_NE(storage.find("can not change storage type"), std::string::npos) << storage;
+    bool not_found = false;
+    try {
+      (void)co_await bus.update_stream({.name = "NOPE", .subjects = more});
+    } catch (const natbus::NotFoundError& e) {
+      not_found = std::string(e.what()).find("NOPE") != std::string::npos;
+    }
+    EXPECT_TRUE(not_found);
+
+    // Placement reaches the server (a single server, in no cluster, keeps it and ignores it).
+    const std::string tags[] = {"ssd", "eu-west"};
+    const std::string placed_subjects[] = {"placed.>"};
+    const natbus::StreamInfo placed =
+        co_await bus.create_stream({.name = "PLACED", .subjects = placed_subjects, .placement_cluster = "east", .placement_tags = tags});
+    EXPECT_EQ(placed.raw["config"]["placement"].dump(), R"({"cluster":"east","tags":["ssd","eu-west"]})");
+
+    // Sealed, by update: nothing comes in any more.
+    const natbus::StreamInfo sealed = co_await bus.update_stream({.name = "CFG",
+                                                                  .subjects = more,
+                                                                  .max_msgs = 10,
+                                                                  .max_consumers = 7,
+                                                                  .storage = natbus::StorageType::memory,
+                                                                  .sealed = true,
+                                                                  .deny_delete = true,
+                                                                  .republish_source = "cfg.>",
+                                                                  .republish_destination = "copy.>"});
+    EXPECT_TRUE(sealed.sealed);
+    bool refused_sealed = false;
+    try {
+      auto late = BusMessage::from_text("extra.x", "late");
+      (void)co_await bus.publish(std::move(late));
+    } catch (const natbus::Error& e) {
+      refused_sealed = std::string(e.what()).find("sealed") != std::string::npos;
+      if (!refused_sealed) ADD_FAILURE() << e.what();
+    }
+    EXPECT_TRUE(refused_sealed);
+    co_await rp.close();
+    co_await bus.close();
+  }());
+}
+
+// Two regional streams, a mirror of one from a start sequence, and an aggregate that sources a
+// filtered part of one and all of the other: what each holds, and the progress the server reports.
+TEST(Manage, AStreamMirroredAndSourcedAcrossTwoStreams) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    const std::string eu[] = {"eu.>"};
+    const std::string us[] = {"us.>"};
+    (void)co_await bus.create_stream({.name = "EU", .subjects = eu, .storage = natbus::StorageType::memory});
+    (void)co_await bus.create_stream({.name = "US", .subjects = us, .storage = natbus::StorageType::memory});
+    co_await publish_to(bus, "eu.orders", 30);   // EU 1..30
+    co_await publish_to(bus, "eu.refunds", 10);  // EU 31..40
+    co_await publish_to(bus, "us.orders", 25);   // US 1..25
+
+    (void)co_await bus.create_stream({.name = "EU_BACKUP",
+                                      .storage = natbus::StorageType::memory,
+                                      .mirror = natbus::StreamSource{.name = "EU", .start_sequence = 11},
+                                      .allow_direct = true,
+                                      .mirror_direct = true});
+    const natbus::StreamSource from[] = {{.name = "EU", .filter_subject = "eu.orders"}, {.name = "US"}};
+    (void)co_await bus.create_stream({.name = "ALL", .storage = natbus::StorageType::memory, .sources = from});
+
+    const natbus::StreamInfo backup = co_await info_with(bus, "EU_BACKUP", 30);
+    EXPECT_EQ(backup.messages, 30U) << "EU's 11..40";
+    EXPECT_EQ(backup.first_sequence, 11U) << "a mirror keeps its origin's sequences";
+    EXPECT_TRUE(backup.subjects.empty());
+    EXPECT_TRUE(backup.mirror.has_value());
+    if (backup.mirror) {
+      EXPECT_EQ(backup.mirror->name, "EU");
+      EXPECT_EQ(backup.mirror->lag, 0U);
+      EXPECT_TRUE(backup.mirror->error.empty()) << backup.mirror->error;
+    }
+    natbus::ReceivedMessage m11 = co_await bus.get_message("EU_BACKUP", 11);
+    EXPECT_EQ(m11.subject(), "eu.orders");
+    EXPECT_EQ(m11.as_text(), "10");
+
+    const natbus::StreamInfo all = co_await info_with(bus, "ALL", 55);
+    EXPECT_EQ(all.messages, 55U) << "EU's 30 orders (no refunds) and US's 25";
+    EXPECT_EQ(all.sources.size(), 2U);
+    std::set<std::string> names;
+    for (const auto& s : all.sources) names.insert(s.name);
+    EXPECT_EQ(names, (std::set<std::string>{"EU", "US"}));
+    const std::vector<std::string> in_all = co_await bus.consumer_names("ALL");
+    EXPECT_TRUE(in_all.empty());
+    natbus::ReceivedMessage last_refund_probe = co_await bus.get_last_message("ALL", "us.orders");
+    EXPECT_EQ(last_refund_probe.as_text(), "24");
+    bool no_refunds = false;
+    try {
+      (void)co_await bus.get_last_message("ALL", "eu.refunds");
+    } catch (const natbus::NotFoundError&) {
+      no_refunds = true;
+    }
+    EXPECT_TRUE(no_refunds) << "the filter let eu.refunds through";
+
+    // New messages keep flowing into both.
+    co_await publish_n(bus, "eu.orders", 5, 100);
+    const natbus::StreamInfo backup2 = co_await info_with(bus, "EU_BACKUP", 35);
+    EXPECT_EQ(backup2.messages, 35U);
+    const natbus::StreamInfo all2 = co_await info_with(bus, "ALL", 60);
+    EXPECT_EQ(all2.messages, 60U);
+    co_await bus.close();
+  }());
+}
+
+// What natbus can see is wrong never reaches the server: InvalidArgument naming the field and
+// the value, and no stream appears.
+TEST(Manage, BadStreamConfigurationsAreRefusedBeforeAnyRoundTrip) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    const std::string ok[] = {"bad.>"};
+    const std::string empty[] = {""};
+    const std::string spaced[] = {"bad. x"};
+    const std::string no_tag[] = {""};
+    const natbus::StreamSource self[] = {{.name = "BAD"}};
+    const natbus::StreamSource both[] = {{.name = "SRC", .start_sequence = 3, .start_time = std::chrono::system_clock::now()}};
+    std::vector<std::string> errors;
+    auto create = [&](const natbus::StreamConfig& c) -> Task<void> {
+      try {
+        (void)co_await bus.create_stream(c);
+        errors.emplace_back("accepted");
+      } catch (const natbus::InvalidArgument& e) {
+        errors.emplace_back(e.what());
+      }
+    };
+    auto update = [&](const natbus::StreamConfig& c) -> Task<void> {
+      try {
+        (void)co_await bus.update_stream(c);
+        errors.emplace_back("accepted");
+      } catch (const natbus::InvalidArgument& e) {
+        errors.emplace_back(e.what());
+      }
+    };
+    co_await create({.name = "", .subjects = ok});
+    co_await create({.name = "B.AD", .subjects = ok});
+    co_await create({.name = "BAD", .subjects = empty});
+    co_await create({.name = "BAD", .subjects = spaced});
+    co_await create({.name = "BAD", .subjects = ok, .max_msgs = -2});
+    co_await create({.name = "BAD", .subjects = ok, .max_bytes = -5});
+    co_await create({.name = "BAD", .subjects = ok, .max_age = -1s});
+    co_await create({.name = "BAD", .subjects = ok, .max_age = 1min, .duplicate_window = 2min});
+    co_await create({.name = "BAD", .subjects = ok, .replicas = 6});
+    co_await create({.name = "BAD", .subjects = ok, .replicas = 0});
+    co_await create({.name = "BAD", .subjects = ok, .discard_new_per_subject = true});
+    co_await create({.name = "BAD", .subjects = ok, .placement_tags = no_tag});
+    co_await create({.name = "BAD", .subjects = ok, .mirror = natbus::StreamSource{.name = "SRC"}});
+    co_await create({.name = "BAD", .mirror = natbus::StreamSource{.name = "SRC"}, .sources = self});
+    co_await create({.name = "BAD", .sources = self});
+    co_await create({.name = "BAD", .sources = both});
+    co_await create({.name = "BAD", .subjects = ok, .mirror_direct = true});
+    co_await create({.name = "BAD", .subjects = ok, .republish_source = "bad.>"});
+    co_await create({.name = "BAD", .subjects = ok, .sealed = true});
+    co_await create({.name = "BAD", .subjects = ok, .deny_purge = true, .allow_rollup = true});
+    co_await update({.name = "BAD", .subjects = ok, .max_consumers = -3});
+    co_await create({.name = "BAD", .subjects = ok, .description = "caf\xC3"});
+    const std::vector<std::string> needles{R"(create_stream: stream "")",
+                                           R"(stream "B.AD")",
+                                           R"(subject "")",
+                                           R"(subject "bad. x")",
+                                           "max_msgs must be -1 (unlimited) or more, got -2",
+                                           "max_bytes must be -1 (unlimited) or more, got -5",
+                                           "max_age must not be negative, got -1000000000 ns",
+                                           "duplicate_window (120000000000 ns) must not be longer than max_age (60000000000 ns)",
+                                           "replicas must be 1 to 5, got 6",
+                                           "replicas must be 1 to 5, got 0",
+                                           "discard_new_per_subject needs discard = DiscardPolicy::new_",
+                                           "placement_tags: a tag must not be empty",
+                                           "a mirror takes no subjects",
+                                           "a mirror cannot have sources as well",
+                                           R"(source "BAD" is the stream itself)",
+                                           "start_sequence and start_time cannot both be given",
+                                           "mirror_direct is for mirrors",
+                                           "republish_source needs a republish_destination",
+                                           "a new stream cannot be created sealed",
+                                           "allow_rollup purges: not with deny_purge",
+                                           "update_stream: max_consumers must be -1 (unlimited) or more, got -3",
+                                           "description \"caf\\xc3\": not valid UTF-8"};
+    EXPECT_EQ(errors.size(), needles.size());
+    for (std::size_t i = 0; i < std::min(errors.size(), needles.size()); ++i) {
+      EXPECT_NE(errors[i].find(needles[i]), std::string::npos) << i << ": " << errors[i];
+    }
+    const std::vector<std::string> streams = co_await bus.stream_names();
+    EXPECT_TRUE(streams.empty()) << "nothing was created";
+    co_await bus.close();
+  }());
+}
