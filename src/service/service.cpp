@@ -39,16 +39,6 @@ bool valid_semver(std::string_view v) {
   return std::regex_match(v.begin(), v.end(), re);
 }
 
-/// "2026-12-01T23:40:00.123456789Z", as Go's time.Time marshals a UTC time.
-std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ns / 1'000'000'000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ns % 1'000'000'000);
-}
-
 nlohmann::json metadata_json(const std::map<std::string, std::string>& m) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [k, v] : m) out[k] = v;
@@ -154,7 +144,7 @@ class ServiceCore final : public RefCounted {
       j["endpoints"] = std::move(eps);
     } else if (verb == "STATS") {
       j["type"] = kStatsType;
-      j["started"] = rfc3339_utc(started);
+      j["started"] = detail::format_time(started, detail::TimeText::rfc3339_nanos);  // as Go marshals UTC
       nlohmann::json eps = nlohmann::json::array();
       for (const auto& s : stats().endpoints) {
         eps.push_back({{"name", s.name},
