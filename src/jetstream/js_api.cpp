@@ -200,23 +200,20 @@ Task<StreamInfo> JsApi::ensure_stream(std::string name, std::vector<std::string>
     }
   }
   if (!info) {
-    nlohmann::json conf = {
-        {"name", name},
-        {"subjects", subjects},
-        {"retention", so.retention == RetentionPolicy::limits     ? "limits"
-                      : so.retention == RetentionPolicy::interest ? "interest"
-                                                                  : "workqueue"},
-        {"max_consumers", -1},
-        {"max_msgs", so.max_msgs},
-        {"max_bytes", so.max_bytes},
-        {"max_age", ns(so.max_age)},
-        {"max_msgs_per_subject", so.max_msgs_per_subject},
-        {"max_msg_size", so.max_msg_size},
-        {"storage", so.storage == StorageType::file ? "file" : "memory"},
-        {"discard", so.discard == DiscardPolicy::old ? "old" : "new"},
-        {"num_replicas", so.replicas},
-    };
-    if (so.duplicate_window.count() > 0) conf["duplicate_window"] = ns(so.duplicate_window);
+    // The same writer as create_stream(StreamConfig): StreamOptions is a part of it.
+    const StreamConfig config{.name = name,
+                              .subjects = subjects,
+                              .retention = so.retention,
+                              .discard = so.discard,
+                              .max_msgs = so.max_msgs,
+                              .max_bytes = so.max_bytes,
+                              .max_age = so.max_age,
+                              .max_msgs_per_subject = so.max_msgs_per_subject,
+                              .max_msg_size = so.max_msg_size,
+                              .duplicate_window = so.duplicate_window,
+                              .storage = so.storage,
+                              .replicas = so.replicas};
+    const nlohmann::json conf = stream_config_json(config);
     bool created_elsewhere = false;
     try {
       auto j = co_await request(api_subject("STREAM.CREATE." + name), conf.dump(), ctx);

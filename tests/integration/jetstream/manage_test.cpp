@@ -452,24 +452,25 @@ TEST(Manage, StreamConfigurationReachesTheServerAndUpdateStreamReplacesIt) {
     };
     natbus::Subscription rp = co_await bus.subscribe_core("copy.>", on_republished);
     co_await bus.flush();
-    const natbus::StreamInfo created = co_await bus.create_stream({.name = "CFG",
-                                                                   .subjects = subjects,
-                                                                   .description = "orders by region",
-                                                                   .discard = natbus::DiscardPolicy::new_,
-                                                                   .discard_new_per_subject = true,
-                                                                   .max_msgs = 1000,
-                                                                   .max_bytes = 1 << 20,
-                                                                   .max_age = 1h,
-                                                                   .max_msgs_per_subject = 2,
-                                                                   .max_msg_size = 4096,
-                                                                   .max_consumers = 7,
-                                                                   .duplicate_window = 30s,
-                                                                   .storage = natbus::StorageType::memory,
-                                                                   .deny_delete = true,
-                                                                   .allow_rollup = true,
-                                                                   .allow_direct = true,
-                                                                   .republish_source = "cfg.>",
-                                                                   .republish_destination = "copy.>"});
+    const natbus::StreamConfig full{.name = "CFG",
+                                    .subjects = subjects,
+                                    .description = "orders by region",
+                                    .discard = natbus::DiscardPolicy::new_,
+                                    .discard_new_per_subject = true,
+                                    .max_msgs = 1000,
+                                    .max_bytes = 1 << 20,
+                                    .max_age = 1h,
+                                    .max_msgs_per_subject = 2,
+                                    .max_msg_size = 4096,
+                                    .max_consumers = 7,
+                                    .duplicate_window = 30s,
+                                    .storage = natbus::StorageType::memory,
+                                    .deny_delete = true,
+                                    .allow_rollup = true,
+                                    .allow_direct = true,
+                                    .republish_source = "cfg.>",
+                                    .republish_destination = "copy.>"};
+    const natbus::StreamInfo created = co_await bus.create_stream(full);
     const nlohmann::json& c = created.raw["config"];
     EXPECT_EQ(created.description, "orders by region");
     EXPECT_EQ(c.value("discard", ""), "new");
@@ -511,24 +512,7 @@ TEST(Manage, StreamConfigurationReachesTheServerAndUpdateStreamReplacesIt) {
     EXPECT_NE(denied.find("message delete not permitted"), std::string::npos) << denied;
 
     // The same configuration again is the same stream; another one is refused with the text.
-    const natbus::StreamInfo again = co_await bus.create_stream({.name = "CFG",
-                                                                 .subjects = subjects,
-                                                                 .description = "orders by region",
-                                                                 .discard = natbus::DiscardPolicy::new_,
-                                                                 .discard_new_per_subject = true,
-                                                                 .max_msgs = 1000,
-                                                                 .max_bytes = 1 << 20,
-                                                                 .max_age = 1h,
-                                                                 .max_msgs_per_subject = 2,
-                                                                 .max_msg_size = 4096,
-                                                                 .max_consumers = 7,
-                                                                 .duplicate_window = 30s,
-                                                                 .storage = natbus::StorageType::memory,
-                                                                 .deny_delete = true,
-                                                                 .allow_rollup = true,
-                                                                 .allow_direct = true,
-                                                                 .republish_source = "cfg.>",
-                                                                 .republish_destination = "copy.>"});
+    const natbus::StreamInfo again = co_await bus.create_stream(full);
     EXPECT_EQ(again.messages, 2U);
     auto other = [&]() -> Task<natbus::StreamInfo> {
       co_return co_await bus.create_stream({.name = "CFG", .subjects = subjects, .storage = natbus::StorageType::memory});
