@@ -29,13 +29,6 @@ Task<std::string> failure(F& f) {
   co_return "";
 }
 
-Task<void> publish_to(NatsBus& bus, const std::string& subject, int n) {
-  for (int i = 0; i < n; ++i) {
-    auto m = BusMessage::from_text(subject, std::to_string(i));
-    (void)co_await bus.publish(std::move(m));
-  }
-}
-
 }  // namespace
 
 TEST(Manage, PurgeBySubjectKeepAndSequenceRemovesExactlyThose) {
@@ -45,8 +38,8 @@ TEST(Manage, PurgeBySubjectKeepAndSequenceRemovesExactlyThose) {
     co_await bus.connect();
     const std::vector<std::string> subjects{"pg.>"};
     (void)co_await bus.create_stream("PG", subjects, {.storage = natbus::StorageType::memory});
-    co_await publish_to(bus, "pg.a", 10);  // 1..10
-    co_await publish_to(bus, "pg.b", 10);  // 11..20
+    co_await publish_n(bus, "pg.a", 10);  // 1..10
+    co_await publish_n(bus, "pg.b", 10);  // 11..20
 
     const std::uint64_t kept3 = co_await bus.purge_stream("PG", {.subject = "pg.a", .keep = 3});
     EXPECT_EQ(kept3, 7U);
@@ -66,7 +59,7 @@ TEST(Manage, PurgeBySubjectKeepAndSequenceRemovesExactlyThose) {
     EXPECT_EQ(info.messages, 0U);
 
     // Refused before any round trip, naming what is wrong; nothing is purged.
-    co_await publish_to(bus, "pg.a", 2);
+    co_await publish_n(bus, "pg.a", 2);
     auto purge_both = [&] { return bus.purge_stream("PG", {.keep = 1, .sequence = 3}); };
     const std::string both = co_await failure(purge_both);
     EXPECT_NE(both.find("keep (1) and sequence (3)"), std::string::npos) << both;
@@ -89,7 +82,7 @@ TEST(Manage, DeleteMessageRemovesOneSequenceAndAMissingOneIsNotFound) {
     co_await bus.connect();
     const std::vector<std::string> subjects{"dm.>"};
     (void)co_await bus.create_stream("DM", subjects);  // file storage: secure erase overwrites
-    co_await publish_to(bus, "dm.x", 5);
+    co_await publish_n(bus, "dm.x", 5);
     co_await bus.delete_message("DM", 3, true);
     co_await bus.delete_message("DM", 4);
     const auto info = co_await bus.stream_info("DM");
@@ -174,8 +167,8 @@ TEST(Manage, AccountInfoReportsWhatTheAccountHolds) {
     const std::vector<std::string> file{"acct.file.>"};
     (void)co_await bus.create_stream("ACCT_MEM", mem, {.storage = natbus::StorageType::memory});
     (void)co_await bus.create_stream("ACCT_FILE", file);
-    co_await publish_to(bus, "acct.mem.x", 10);
-    co_await publish_to(bus, "acct.file.x", 10);
+    co_await publish_n(bus, "acct.mem.x", 10);
+    co_await publish_n(bus, "acct.file.x", 10);
     const nlohmann::json body{{"stream_name", "ACCT_MEM"}, {"config", {{"durable_name", "d"}, {"ack_policy", "explicit"}}}};
     auto create = BusMessage::from_json("$JS.API.CONSUMER.DURABLE.CREATE.ACCT_MEM.d", body);
     (void)co_await bus.request(std::move(create), 5s);
@@ -491,7 +484,7 @@ TEST(Manage, StreamConfigurationReachesTheServerAndUpdateStreamReplacesIt) {
 
     // What the settings do: a third message on a full subject is refused (discard new per
     // subject), stored ones are republished with their sequence, and deletes are denied.
-    co_await publish_to(bus, "cfg.eu", 2);
+    co_await publish_n(bus, "cfg.eu", 2);
     bool refused = false;
     try {
       auto third = BusMessage::from_text("cfg.eu", "3");
@@ -600,9 +593,9 @@ TEST(Manage, AStreamMirroredAndSourcedAcrossTwoStreams) {
     const std::string us[] = {"us.>"};
     (void)co_await bus.create_stream({.name = "EU", .subjects = eu, .storage = natbus::StorageType::memory});
     (void)co_await bus.create_stream({.name = "US", .subjects = us, .storage = natbus::StorageType::memory});
-    co_await publish_to(bus, "eu.orders", 30);   // EU 1..30
-    co_await publish_to(bus, "eu.refunds", 10);  // EU 31..40
-    co_await publish_to(bus, "us.orders", 25);   // US 1..25
+    co_await publish_n(bus, "eu.orders", 30);   // EU 1..30
+    co_await publish_n(bus, "eu.refunds", 10);  // EU 31..40
+    co_await publish_n(bus, "us.orders", 25);   // US 1..25
 
     (void)co_await bus.create_stream({.name = "EU_BACKUP",
                                       .storage = natbus::StorageType::memory,
