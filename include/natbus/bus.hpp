@@ -132,6 +132,12 @@ class [[nodiscard]] PublishFuture {
   detail::PubSlot* slot_ = nullptr;
 };
 
+class Subscription;
+namespace detail {
+/// The core behind a Subscription (natbus' own code; not API).
+[[nodiscard]] SubCore* sub_core_of(const Subscription& sub) noexcept;
+}  // namespace detail
+
 /// A live subscription. Destroying it (or close()) stops delivery; it never deletes a durable.
 /// Handlers already running finish on their own. Move-only.
 class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it for as long as messages should arrive")]] Subscription {
@@ -166,6 +172,7 @@ class [[nodiscard("a Subscription stops delivery when it is destroyed: keep it f
   [[nodiscard]] std::uint64_t delivered() const noexcept;
 
  private:
+  friend detail::SubCore* detail::sub_core_of(const Subscription& sub) noexcept;
   detail::SubCore* core_ = nullptr;
 };
 
@@ -358,6 +365,14 @@ class NatsBus {
   Task<MessageStream> messages(std::string_view subject, const PushOptions& options = {}, std::size_t buffer = 256);
   /// The same over a pull consumer (the next pull is requested when the buffer has room).
   Task<MessageStream> pull_messages(std::string_view subject, const PullOptions& options = {}, std::size_t buffer = 256);
+  /// Every message on `subject` in stream order, from where `options` says, through an ordered
+  /// consumer (ADR-17): ephemeral, no acks (ack() is an InvalidArgument), flow-controlled.
+  /// A gap, missed heartbeats, a reconnect or a server restart recreate the consumer after the
+  /// last message read, so the reader sees every message once and in order. next() is empty
+  /// after close(), the end of the bus, or when the stream is deleted.
+  ///   auto in = co_await bus.ordered_messages("orders.>");
+  ///   while (auto m = co_await in.next()) std::cout << m.metadata()->stream_sequence << '\n';
+  Task<MessageStream> ordered_messages(std::string_view subject, const OrderedOptions& options = {}, std::size_t buffer = 256);
   /// Durable pull consumer to fetch() from.
   Task<PullSubscription> pull_subscribe(std::string_view subject, const PullOptions& options = {});
   /// Ephemeral push consumer; the server deletes it `inactive_threshold` after the

@@ -125,6 +125,20 @@ struct EphemeralOptions {
   int max_concurrency = 1;                              ///< handlers running at once
 };
 
+/// ordered_messages(): every message on a subject in stream order, through an ephemeral,
+/// unacknowledged consumer that natbus recreates where it left off after a gap, missed
+/// heartbeats, a reconnect or a server restart (ADR-17).
+///   auto in = co_await bus.ordered_messages("orders.>", {.deliver_policy = natbus::DeliverPolicy::all});
+struct OrderedOptions {
+  std::string_view stream{};                           ///< stream (empty: the one that captures the subject)
+  DeliverPolicy deliver_policy = DeliverPolicy::all;   ///< where reading starts
+  std::uint64_t start_sequence = 0;                    ///< with DeliverPolicy::by_start_sequence
+  std::chrono::system_clock::time_point start_time{};  ///< with DeliverPolicy::by_start_time
+  bool headers_only = false;                           ///< headers (and Nats-Msg-Size) without payloads
+  /// The server's heartbeat while nothing arrives; three missed ones recreate the consumer.
+  std::chrono::milliseconds idle_heartbeat{5000};
+};
+
 /// subscribe_core / serve (plain NATS subscriptions: at-most-once, no acks, no durable).
 struct CoreSubscribeOptions {
   /// Queue group: each message goes to one subscriber of the group. Empty: none.

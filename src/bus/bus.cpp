@@ -320,6 +320,8 @@ std::string_view Subscription::durable() const noexcept {
 std::string_view Subscription::queue() const noexcept { return core_ != nullptr ? std::string_view(core_->queue()) : std::string_view{}; }
 std::uint64_t Subscription::delivered() const noexcept { return core_ != nullptr ? core_->delivered() : 0; }
 
+detail::SubCore* detail::sub_core_of(const Subscription& sub) noexcept { return sub.core_; }
+
 // ---- PullSubscription ----
 
 PullSubscription::PullSubscription(detail::LibraryKey /*key*/, detail::PullCore* core) noexcept : core_(core) {

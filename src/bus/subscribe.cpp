@@ -7,6 +7,7 @@
 
 #include "base/validate.hpp"
 #include "bus/bus_core.hpp"
+#include "bus/ordered.hpp"
 #include "jetstream/consumer.hpp"
 #include "jetstream/stream.hpp"
 #include "message/msg_impl.hpp"
@@ -325,6 +326,71 @@ Task<Subscription> NatsBus::ephemeral_subscribe_erased(std::string_view subject,
                           ErrorContext{.operation = std::string(op)});
   }
   return push_impl(Ref<BusCore>(&core), std::move(handler), std::move(r));
+}
+
+namespace {
+
+Task<Subscription> ordered_impl(Ref<BusCore> bus, detail::HandlerPtr owned, detail::ConsumerSpec spec) {
+  std::unique_ptr<detail::HandlerBase> handler(owned.release());
+  bus->ensure_open(spec.op);
+  spec.stream = co_await bus->js().resolve_stream(spec.stream, spec.filter_subject, spec.op);
+  auto core = Ref<detail::OrderedCore>::adopt(new detail::OrderedCore(bus.get(), std::move(handler)));
+  co_await core->start(std::move(spec));
+  co_return Subscription(detail::kLibrary, core.get());
+}
+
+}  // namespace
+
+namespace detail {
+
+ConsumerSpec ordered_spec(std::string_view op, std::string_view subject, const OrderedOptions& o) {
+  ConsumerSpec s;
+  s.op = std::string(op);
+  check(op, "subject", subject, subject_problem(subject, true));
+  s.filter_subject = std::string(subject);
+  if (!o.stream.empty()) check(op, "stream", o.stream, name_problem(o.stream));
+  s.stream = std::string(o.stream);
+  s.deliver_policy = o.deliver_policy;
+  s.start_sequence = o.start_sequence;
+  s.start_time = o.start_time;
+  const auto bad = [op](std::string message) { return InvalidArgument(std::move(message), ErrorContext{.operation = std::string(op)}); };
+  if (s.deliver_policy == DeliverPolicy::by_start_sequence && s.start_sequence == 0) {
+    throw bad("deliver_policy by_start_sequence needs start_sequence >= 1");
+  }
+  if (s.deliver_policy != DeliverPolicy::by_start_sequence && s.start_sequence != 0) {
+    throw bad(fmt::format("start_sequence {} needs deliver_policy by_start_sequence", s.start_sequence));
+  }
+  if (s.deliver_policy == DeliverPolicy::by_start_time && s.start_time.time_since_epoch().count() == 0) {
+    throw bad("deliver_policy by_start_time needs start_time");
+  }
+  if (s.deliver_policy != DeliverPolicy::by_start_time && s.start_time.time_since_epoch().count() != 0) {
+    throw bad("start_time needs deliver_policy by_start_time");
+  }
+  if (o.idle_heartbeat < std::chrono::milliseconds(100) || o.idle_heartbeat > std::chrono::hours(24)) {
+    throw bad(fmt::format("idle_heartbeat must be between 100 ms and 24 h, got {} ms", o.idle_heartbeat.count()));
+  }
+  s.idle_heartbeat = o.idle_heartbeat;
+  s.headers_only = o.headers_only;
+  return s;
+}
+
+Task<OrderedStream> open_ordered(NatsBus& bus, std::string_view op, ConsumerSpec spec, std::size_t buffer) {
+  BusCore& core = core_of(bus_core_of(bus), op);
+  auto ch = new_channel(core, op, buffer);
+  // Built before the co_await: no temporaries with destructors inside it (GCC 12).
+  Task<MessageStream> opening = make_stream(ordered_impl(Ref<BusCore>(&core), stream_handler(ch), std::move(spec)), ch);
+  MessageStream stream = co_await std::move(opening);
+  const auto* oc = static_cast<const OrderedCore*>(sub_core_of(stream.subscription()));
+  co_return OrderedStream{std::move(stream), oc->initial_pending()};
+}
+
+}  // namespace detail
+
+Task<MessageStream> NatsBus::ordered_messages(std::string_view subject, const OrderedOptions& options, std::size_t buffer) {
+  const std::string_view op = "ordered_messages";
+  BusCore& core = core_of(core_, op);
+  auto ch = detail::new_channel(core, op, buffer);
+  return detail::make_stream(ordered_impl(Ref<BusCore>(&core), detail::stream_handler(ch), detail::ordered_spec(op, subject, options)), ch);
 }
 
 Task<MessageStream> NatsBus::messages(std::string_view subject, const PushOptions& options, std::size_t buffer) {

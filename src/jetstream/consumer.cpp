@@ -23,12 +23,14 @@ std::int64_t ns(D d) {
 nlohmann::json consumer_config(const ConsumerSpec& s) {
   nlohmann::json c = {
       {"deliver_policy", std::string(to_string(s.deliver_policy))},
-      {"ack_policy", "explicit"},
-      {"ack_wait", ns(s.ack_wait)},
+      {"ack_policy", s.ack_none ? "none" : "explicit"},
       {"max_deliver", s.max_deliver},
       {"replay_policy", "instant"},
-      {"max_ack_pending", s.max_ack_pending},
   };
+  if (!s.ack_none) {
+    c["ack_wait"] = ns(s.ack_wait);
+    c["max_ack_pending"] = s.max_ack_pending;
+  }
   if (!s.durable.empty()) c["durable_name"] = s.durable;
   if (!s.filter_subject.empty()) c["filter_subject"] = s.filter_subject;
   if (s.deliver_policy == DeliverPolicy::by_start_sequence) c["opt_start_seq"] = s.start_sequence;
@@ -152,8 +154,11 @@ Task<ConsumerInfo> ensure_consumer(JsApi& js, ConsumerSpec& spec) {
   if (spec.durable.empty()) {
     if (spec.push && spec.deliver_subject.empty()) spec.deliver_subject = js.new_inbox();
     auto info = co_await create_consumer(js, spec, ctx);
-    log(LogLevel::info, "js_consumer_created",
-        {{"stream", spec.stream}, {"consumer", info.name}, {"kind", "ephemeral"}, {"subject", spec.filter_subject}});
+    log(spec.ack_none ? LogLevel::debug : LogLevel::info, "js_consumer_created",
+        {{"stream", spec.stream},
+         {"consumer", info.name},
+         {"kind", spec.ack_none ? "ordered" : "ephemeral"},
+         {"subject", spec.filter_subject}});
     co_return info;
   }
   std::optional<ConsumerInfo> existing;

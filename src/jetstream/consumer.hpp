@@ -38,6 +38,7 @@ struct ConsumerSpec {
   int max_deliver = -1;
   std::chrono::milliseconds idle_heartbeat{0};
   bool flow_control = false;
+  bool ack_none = false;  // ordered consumers: no acks, one delivery (max_ack_pending and ack_wait not sent)
   std::chrono::milliseconds inactive_threshold{0};
   std::chrono::milliseconds bind_timeout{0};
   // ConsumerSettings, owned (0 / empty / false: not given, left to the server).
@@ -83,6 +84,53 @@ class PushCore final : public SubCore {
   Clock::time_point last_activity_{};
   TimerKey hb_timer_{};
   bool hb_warned_ = false;
+};
+
+/// Ordered consumer (ADR-17): an ephemeral push consumer without acks, with flow control and
+/// idle heartbeats, read in consumer-sequence order. A gap in that sequence, a heartbeat that
+/// reports a different last sequence, heartbeats missing for three intervals, or a reconnect
+/// replace it with a fresh consumer (new deliver subject) that starts after the last stream
+/// sequence handed on; the reader sees nothing but time. A stream that is gone ends it.
+class OrderedCore final : public SubCore {
+ public:
+  OrderedCore(SubHost* bus, std::unique_ptr<HandlerBase> handler);
+  /// Subscribes and creates the first consumer (errors are the caller's: no stream, bad filter).
+  Task<void> start(ConsumerSpec spec);
+  void pump() noexcept override;
+  void on_disconnected() noexcept override;
+  void resubscribe(natsConnection* nc) noexcept override;
+  void stop() noexcept override;
+  /// Messages the first consumer had for the reader when it was created (KV watchers).
+  [[nodiscard]] std::uint64_t initial_pending() const noexcept { return initial_pending_; }
+  /// Consumers recreated so far.
+  [[nodiscard]] std::uint64_t resets() const noexcept { return resets_; }
+  /// Holds at most `messages` here and as many in cnats, which drops the rest: how the tests
+  /// make a real gap in the consumer sequence.
+  void limit_queue(int messages) noexcept;
+
+ private:
+  /// Drops the current subscription and what it queued, and recreates the consumer.
+  void reset(std::string_view why) noexcept;
+  static Task<void> recreate(Ref<OrderedCore> self);
+  /// A new deliver subject, subscribed, and a consumer behind it from stream_seq_ + 1.
+  Task<void> open_consumer();
+  void drop_subscription() noexcept;
+  bool handle_control(natsMsg* m) noexcept;
+  void arm_heartbeat_watch();
+  static void heartbeat_check(void* a, void*, bool run) noexcept;
+
+  ConsumerSpec spec_;
+  std::string consumer_;            // the current consumer's name
+  std::uint64_t consumer_seq_ = 0;  // the last consumer sequence handed on
+  std::uint64_t stream_seq_ = 0;    // the last stream sequence handed on
+  std::uint64_t initial_pending_ = 0;
+  std::uint64_t resets_ = 0;
+  std::uint64_t drops_seen_ = 0;  // dropped() when the reader's position was last made good
+  bool recreating_ = false;
+  bool reset_again_ = false;  // a reset was asked for while one was running
+  Clock::time_point last_activity_{};
+  TimerKey hb_timer_{};
+  WaitList stopped_;  // wakes the recreate loop's backoff on stop()
 };
 
 /// Durable pull consumer over the JetStream pull protocol on a core subscription: next-message

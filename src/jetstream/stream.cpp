@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "message/msg_impl.hpp"
 #include "natbus/bus.hpp"
 #include "runtime/wait.hpp"
 
@@ -28,7 +29,7 @@ struct StreamChannel {
     // Buffered messages go back to the server at once rather than after ack_wait.
     for (auto& m : buf) {
       try {
-        if (!m.acknowledged()) (void)m.nak();
+        if (!m.acknowledged() && !impl_of(m)->no_ack) (void)m.nak();
       } catch (const std::exception&) {  // the connection is gone: the server redelivers after ack_wait
       }
     }
@@ -58,7 +59,7 @@ class StreamHandler final : public HandlerBase {
     while (!ch->closed && ch->buf.size() >= ch->capacity) co_await WaitOn(ch->writers);
     if (ch->closed) {
       try {
-        if (!msg.acknowledged()) (void)msg.nak();
+        if (!msg.acknowledged() && !impl_of(msg)->no_ack) (void)msg.nak();
       } catch (const std::exception&) {
       }
       co_return;

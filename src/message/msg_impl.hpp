@@ -73,6 +73,7 @@ struct MsgImpl {
   AckState state = AckState::none;
   std::uint8_t decode_state = 0;  // 0: not looked at, 1: payload is the raw data, 2: `decoded` holds it
   std::uint8_t header_state = 0;  // 0: not looked at, 1: `header_block` holds the block, 2: ask cnats
+  bool no_ack = false;            // an ordered consumer's delivery: nothing to acknowledge
   std::string_view header_block;  // in `msg` (message/header_block.hpp)
   MsgPtr msg;
   AckTarget* bus;  // the bus it came from; holds a reference

@@ -64,6 +64,10 @@ void check_ackable(MsgImpl& m, std::string_view op, bool allow_answered) {
     throw InvalidArgument("not a JetStream delivery (its reply subject is not $JS.ACK...): nothing to acknowledge",
                           ErrorContext{.operation = std::string(op), .subject = natsMsg_GetSubject(m.msg.get())});
   }
+  if (m.no_ack) {
+    throw InvalidArgument("an ordered consumer's message is not acknowledged (its consumer has ack policy none)",
+                          ErrorContext{.operation = std::string(op), .subject = natsMsg_GetSubject(m.msg.get())});
+  }
   if (!allow_answered && m.state != AckState::none) {
     throw AlreadyAcknowledgedError(fmt::format("message was already {}", state_name(m.state)),
                                    ErrorContext{.operation = std::string(op), .subject = natsMsg_GetSubject(m.msg.get())});

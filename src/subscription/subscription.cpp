@@ -14,15 +14,29 @@
 
 namespace natbus::detail {
 
-namespace {
-
-struct AckTokens {
-  std::uint64_t delivered = 0;     // how often the server delivered the message
-  std::uint64_t consumer_seq = 0;  // the consumer's sequence of this delivery
-};
-AckTokens ack_tokens(std::string_view reply) noexcept;
-
-}  // namespace
+AckTokens ack_tokens(std::string_view reply) noexcept {
+  if (!reply.starts_with("$JS.ACK.")) return {};
+  std::array<std::string_view, 12> tokens{};
+  std::size_t n = 0;
+  std::size_t start = 0;
+  while (n < tokens.size()) {
+    const std::size_t dot = reply.find('.', start);
+    tokens[n++] = reply.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (n != 9 && n < 12) return {};
+  const auto number = [](std::string_view t) {
+    std::uint64_t v = 0;
+    for (char c : t) {
+      if (c < '0' || c > '9') return std::uint64_t{0};
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
+  };
+  const std::size_t at = n == 9 ? 4 : 6;  // v2 adds the domain and the account hash before the stream
+  return AckTokens{number(tokens[at]), number(tokens[at + 1]), number(tokens[at + 2]), number(tokens[at + 4])};
+}
 
 // ---- SubCore ----------------------------------------------------------------------------------
 
@@ -367,31 +381,6 @@ std::string error_text(const std::exception_ptr& error) {
   return "unknown exception";
 }
 
-/// The delivery count and consumer sequence of a $JS.ACK reply subject (v1: 9 tokens, v2: 12
-/// or more), in one pass; zeros otherwise.
-AckTokens ack_tokens(std::string_view reply) noexcept {
-  if (!reply.starts_with("$JS.ACK.")) return {};
-  std::array<std::string_view, 12> tokens{};
-  std::size_t n = 0;
-  std::size_t start = 0;
-  while (n < tokens.size()) {
-    const std::size_t dot = reply.find('.', start);
-    tokens[n++] = reply.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  if (n != 9 && n < 12) return {};
-  const auto number = [](std::string_view t) {
-    std::uint64_t v = 0;
-    for (char c : t) {
-      if (c < '0' || c > '9') return std::uint64_t{0};
-      v = v * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return v;
-  };
-  return n == 9 ? AckTokens{number(tokens[4]), number(tokens[6])} : AckTokens{number(tokens[6]), number(tokens[8])};
-}
-
 /// The delivery count in a $JS.ACK reply subject, 0 otherwise.
 std::uint64_t delivery_count(std::string_view reply) noexcept { return ack_tokens(reply).delivered; }
 
@@ -466,6 +455,7 @@ Task<void> SubCore::dead_letter(MsgImpl& msg, std::exception_ptr error) {
 
 void SubCore::dispatch(MsgPtr m) {
   auto* impl = new MsgImpl(std::move(m), bus_->ack_target());
+  impl->no_ack = no_ack_;
   impl->started = Clock::now();
   if (note_received(impl->msg.get()) > 1) ++redelivered_;
   ++running_;

@@ -36,6 +36,17 @@ namespace natbus::detail {
 /// Bytes a push or core subscription queues at most, in cnats and again in natbus (held_).
 inline constexpr int kQueueBytes = 64 * 1024 * 1024;
 
+/// The numbers in a JetStream delivery's $JS.ACK reply subject.
+struct AckTokens {
+  std::uint64_t delivered = 0;     // how often the server delivered the message
+  std::uint64_t stream_seq = 0;    // its sequence in the stream
+  std::uint64_t consumer_seq = 0;  // the consumer's sequence of this delivery
+  std::uint64_t pending = 0;       // messages left for the consumer after this one
+};
+/// The tokens of a $JS.ACK reply subject (v1: 9 tokens, v2: 12 or more) in one pass, with no
+/// allocation; zeros when `reply` is not one.
+AckTokens ack_tokens(std::string_view reply) noexcept;
+
 /// How a subscription runs its handlers, fixed when it is made.
 struct DeliverySettings {
   bool manual_ack = true;  // false: natbus acks after the handler returns
@@ -111,6 +122,7 @@ class SubCore : public RefCounted, public MsgSink {
   RetryBackoff retry_backoff_{};
   std::vector<std::chrono::milliseconds> retry_backoff_steps_;
   int max_deliver_ = -1;  // as the server has it (read back after ensure_consumer)
+  bool no_ack_ = false;   // an ordered consumer: its messages are not acknowledged
   std::uint64_t redelivered_ = 0;
   std::uint64_t handler_errors_ = 0;
   Histogram handler_seconds_;
