@@ -152,6 +152,9 @@ Task<void> JsApi::delete_consumer(std::string stream, std::string consumer) {
 Task<void> JsApi::delete_stream(std::string stream) {
   ErrorContext ctx{.operation = "delete_stream", .stream = stream};
   co_await request(api_subject("STREAM.DELETE." + stream), "", std::move(ctx));
+  // nats-server 2.9 leaves a deleted stream's direct-get subscription behind, silent: a direct
+  // get would wait js_api_timeout before the API said "stream not found".
+  allow_direct_.erase(stream);
 }
 
 Task<void> JsApi::purge_stream(std::string stream) {
