@@ -252,13 +252,15 @@ class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and ca
   detail::PullCore* core_ = nullptr;
 };
 
-struct StreamInfo;     // <natbus/stream_info.hpp>
-struct ConsumerInfo;   // <natbus/stream_info.hpp>
-struct AccountInfo;    // <natbus/stream_info.hpp>
-struct PurgeOptions;   // <natbus/stream_info.hpp>
-struct StreamConfig;   // <natbus/stream_info.hpp>
-class Service;         // <natbus/service.hpp>
-struct ServiceConfig;  // <natbus/service.hpp>
+struct StreamInfo;      // <natbus/stream_info.hpp>
+struct ConsumerInfo;    // <natbus/stream_info.hpp>
+struct AccountInfo;     // <natbus/stream_info.hpp>
+struct PurgeOptions;    // <natbus/stream_info.hpp>
+struct StreamConfig;    // <natbus/stream_info.hpp>
+class Service;          // <natbus/service.hpp>
+struct KeyValueConfig;  // <natbus/kv.hpp>
+class KeyValue;         // <natbus/kv.hpp>
+struct ServiceConfig;   // <natbus/service.hpp>
 
 /// A connection to NATS with JetStream: publishing, consumers, core NATS, request/reply and stream management. Use it on the loop thread
 /// that created it (see LoopThread and BlockingBus for other threads). Move-only.
@@ -487,6 +489,17 @@ class NatsBus {
   Task<ConsumerInfo> consumer_info(std::string_view stream, std::string_view consumer);
   /// Deletes the consumer.
   Task<void> delete_consumer(std::string_view stream, std::string_view consumer);
+
+  // ---- Key-Value store (ADR-8; needs <natbus/kv.hpp>) ----
+
+  /// Creates the bucket, or binds to it when it exists with this configuration (a JetStreamError
+  /// when it exists otherwise). InvalidArgument for a bad name, history outside 1-64, ...
+  ///   natbus::KeyValue kv = co_await bus.key_value({.bucket = "config", .history = 5});
+  Task<KeyValue> key_value(const KeyValueConfig& config);
+  /// Binds to an existing bucket (NotFoundError when there is none).
+  Task<KeyValue> key_value(std::string_view bucket);
+  /// Deletes the bucket and every key in it (NotFoundError when there is none).
+  Task<void> delete_key_value(std::string_view bucket);
 
   // ---- metrics ----
 

@@ -39,6 +39,8 @@ enum class errc {
   poison,                 ///< a typed handler's payload cannot be decoded into its type
   no_responders,          ///< nobody is subscribed to a core request's subject
   remote,                 ///< the service that answered a request reported an error
+  key_exists,             ///< KeyValue::create() on a key that holds a value
+  wrong_last_revision,    ///< KeyValue::update() after another revision of the key came in
 };
 
 }  // namespace natbus
@@ -143,6 +145,11 @@ using NoRespondersError = ErrorOf<errc::no_responders>;
 /// request(): the serve() or service handler that answered reported an error; the message is
 /// its text, and context().service_code the service's Nats-Service-Error-Code (0 from serve()).
 using RemoteError = ErrorOf<errc::remote>;
+
+/// KeyValue::create(): the key already holds a value.
+using KeyExistsError = ErrorOf<errc::key_exists>;
+/// KeyValue::update(): the key's newest revision is not the one given (another writer won).
+using WrongLastRevisionError = ErrorOf<errc::wrong_last_revision>;
 
 /// Thrown by a service endpoint handler (<natbus/service.hpp>) to answer with this error code
 /// and description in the Nats-Service-Error-Code and Nats-Service-Error headers.

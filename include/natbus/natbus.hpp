@@ -9,6 +9,7 @@
 #include "natbus/config.hpp"
 #include "natbus/error.hpp"
 #include "natbus/json.hpp"
+#include "natbus/kv.hpp"
 #include "natbus/log.hpp"
 #include "natbus/message.hpp"
 #include "natbus/metrics.hpp"

@@ -53,6 +53,10 @@ class Category final : public std::error_category {
         return "no responders";
       case errc::remote:
         return "remote handler failed";
+      case errc::key_exists:
+        return "key exists";
+      case errc::wrong_last_revision:
+        return "wrong last revision";
     }
     return "unknown natbus error";
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "base/ref.hpp"
 #include "jetstream/consumer.hpp"
 #include "natbus/bus.hpp"
 
@@ -20,7 +21,8 @@ struct OrderedStream {
   std::uint64_t initial_pending = 0;  // messages the consumer had for the reader when created
 };
 
+class BusCore;
 /// An ordered consumer's messages as a stream with a buffer of `buffer` messages.
-Task<OrderedStream> open_ordered(NatsBus& bus, std::string_view op, ConsumerSpec spec, std::size_t buffer);
+Task<OrderedStream> open_ordered(Ref<BusCore> bus, ConsumerSpec spec, std::size_t buffer);
 
 }  // namespace natbus::detail

@@ -374,11 +374,10 @@ ConsumerSpec ordered_spec(std::string_view op, std::string_view subject, const O
   return s;
 }
 
-Task<OrderedStream> open_ordered(NatsBus& bus, std::string_view op, ConsumerSpec spec, std::size_t buffer) {
-  BusCore& core = core_of(bus_core_of(bus), op);
-  auto ch = new_channel(core, op, buffer);
+Task<OrderedStream> open_ordered(Ref<BusCore> bus, ConsumerSpec spec, std::size_t buffer) {
+  auto ch = new_channel(*bus, spec.op, buffer);
   // Built before the co_await: no temporaries with destructors inside it (GCC 12).
-  Task<MessageStream> opening = make_stream(ordered_impl(Ref<BusCore>(&core), stream_handler(ch), std::move(spec)), ch);
+  Task<MessageStream> opening = make_stream(ordered_impl(bus, stream_handler(ch), std::move(spec)), ch);
   MessageStream stream = co_await std::move(opening);
   const auto* oc = static_cast<const OrderedCore*>(sub_core_of(stream.subscription()));
   co_return OrderedStream{std::move(stream), oc->initial_pending()};

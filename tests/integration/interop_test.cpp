@@ -1,7 +1,8 @@
 // Interoperability with a client natbus did not write: tests/interop/interop.go (the official
 // nats.go) on the same server. Go publishes what Python natbus services send and natbus reads
 // it; natbus publishes and Go checks it against tests/wire_vectors.json; both use one durable
-// in turn; Go requests and natbus replies; both deduplicate on one Nats-Msg-Id.
+// in turn; Go requests and natbus replies; both deduplicate on one Nats-Msg-Id; Key-Value
+// buckets written by one and read and watched by the other.
 #include <gtest/gtest.h>
 
 #ifdef NATBUS_INTEROP_GO
@@ -13,6 +14,7 @@
 #include <regex>
 #include <set>
 
+#include "natbus/kv.hpp"
 #include "support/bus_test.hpp"
 #include "support/child_process.hpp"
 #include "support/wire_vectors.hpp"
@@ -381,6 +383,157 @@ TEST(Interop, GoDiscoversNatbusServiceInstancesAndTheirStatisticsAddUp) {
     co_await s2.stop();
     co_await two.close();
     co_await one.close();
+  }());
+}
+
+namespace {
+
+/// A natbus entry in the Go program's format ("watch key=K rev=N op=put value=V").
+std::string go_line(std::string_view what, const natbus::KeyValueEntry& e) {
+  const char* op = e.operation == natbus::KeyValueOp::put ? "put" : e.operation == natbus::KeyValueOp::del ? "del" : "purge";
+  return fmt::format("{} key={} rev={} op={} value={}", what, e.key, e.revision, op, e.value);
+}
+
+/// The next `n` entries of `w` (the initial-done marker left out), each within 10 s.
+Task<std::vector<std::string>> watched(natbus::KeyWatcher& w, std::string_view what, std::size_t n) {
+  std::vector<std::string> out;
+  while (out.size() < n) {
+    Task<natbus::KeyWatchUpdate> waiting = w.next();
+    const natbus::KeyWatchUpdate u = co_await natbus::with_timeout(std::move(waiting), 10s);
+    if (!u) break;
+    if (u.entry) out.push_back(go_line(what, *u.entry));
+  }
+  co_return out;
+}
+
+}  // namespace
+
+TEST(Interop, GoWritesKeysNatbusGetsTheirHistoryAndKeysAndWatchesThem) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    std::vector<std::string> args{"kv-write", server.url(), "GOKV"};
+    const GoRun go = co_await go_async(std::move(args));
+    EXPECT_EQ(go.status, 0) << go.text();
+    EXPECT_EQ(go.starting("update-stale refused").size(), 1U) << go.text();
+    EXPECT_EQ(go.starting("create-live refused").size(), 1U) << go.text();
+
+    natbus::KeyValue kv = co_await bus.key_value("GOKV");
+    const auto status = co_await kv.status();
+    EXPECT_EQ(status.history, 10);
+    const auto a = co_await kv.get("go.a");
+    EXPECT_EQ(a ? go_line("get", *a) : "none", "get key=go.a rev=3 op=put value=3");
+    const auto b = co_await kv.get("go.b");
+    EXPECT_FALSE(b.has_value());
+    const auto dotted = co_await kv.get("cfg/x=1.y");
+    EXPECT_EQ(dotted ? go_line("get", *dotted) : "none", "get key=cfg/x=1.y rev=5 op=put value=z");
+    const auto c = co_await kv.get("go.c");
+    EXPECT_EQ(c ? go_line("get", *c) : "none", "get key=go.c rev=6 op=put value=c");
+    const auto d = co_await kv.get("go.d");
+    EXPECT_FALSE(d.has_value());
+    const auto hb = co_await kv.history("go.b");
+    std::vector<std::string> hb_lines;
+    for (const auto& e : hb) hb_lines.push_back(go_line("h", e));
+    EXPECT_EQ(hb_lines, (std::vector<std::string>{"h key=go.b rev=2 op=put value=two", "h key=go.b rev=4 op=del value="}));
+    const auto hd = co_await kv.history("go.d");
+    std::vector<std::string> hd_lines;
+    for (const auto& e : hd) hd_lines.push_back(go_line("h", e));
+    EXPECT_EQ(hd_lines, (std::vector<std::string>{"h key=go.d rev=8 op=purge value="}));
+    const auto keys = co_await kv.keys();
+    EXPECT_EQ(keys, (std::vector<std::string>{"cfg/x=1.y", "go.a", "go.c"}));
+
+    // The revision rules hold for natbus on Go's keys as they did for Go.
+    std::string stale;
+    try {
+      (void)co_await kv.update("go.a", "stale", 1);
+    } catch (const natbus::WrongLastRevisionError& e) {
+      stale = e.what();
+    }
+    EXPECT_NE(stale.find("no longer at revision 1"), std::string::npos) << stale;
+    std::string live;
+    try {
+      (void)co_await kv.create("go.c", "again");
+    } catch (const natbus::KeyExistsError& e) {
+      live = e.what();
+    }
+    EXPECT_NE(live.find("already holds a value"), std::string::npos) << live;
+    const std::uint64_t on_delete = co_await kv.create("go.b", "back");
+    EXPECT_EQ(on_delete, 9U);
+
+    natbus::KeyWatcher w = co_await kv.watch_all();
+    const auto initial = co_await watched(w, "initial", 5);
+    EXPECT_EQ(initial, (std::vector<std::string>{"initial key=go.a rev=3 op=put value=3", "initial key=cfg/x=1.y rev=5 op=put value=z",
+                                                 "initial key=go.c rev=6 op=put value=c",
+                                                 "initial key=go.d rev=8 op=purge value=", "initial key=go.b rev=9 op=put value=back"}));
+    co_await w.close();
+    co_await bus.close();
+  }());
+}
+
+TEST(Interop, NatbusWritesKeysGoReadsThemAndBothWatchersSeeTheSameChanges) {
+  NatsServer server;
+  natbus::run([&]() -> Task<void> {
+    NatsBus bus{config_for(server)};
+    co_await bus.connect();
+    natbus::KeyValue kv = co_await bus.key_value({.bucket = "NBKV", .history = 10});
+    (void)co_await kv.put("svc.a", "1");
+    (void)co_await kv.put("svc.b", "2");
+    natbus::KeyWatcher mine = co_await kv.watch_all();
+    const auto mine_initial = co_await watched(mine, "initial", 2);
+
+    // Go watches too; once it has the current values it puts "ready", and the script starts.
+    constexpr std::size_t kChanges = 6;
+    std::vector<std::string> watch_args{"kv-watch", server.url(), "NBKV", std::to_string(kChanges + 1)};
+    auto go_watch = std::async(std::launch::async, run_go, std::move(watch_args));
+    const auto ready = co_await watched(mine, "watch", 1);
+    EXPECT_EQ(ready, std::vector<std::string>{"watch key=ready rev=3 op=put value=go"});
+    const std::uint64_t r4 = co_await kv.put("svc.a", "one");
+    const std::uint64_t r5 = co_await kv.update("svc.a", "uno", r4);
+    std::string refused;
+    try {
+      (void)co_await kv.update("svc.a", "lost", r4);
+    } catch (const natbus::WrongLastRevisionError& e) {
+      refused = e.what();
+    }
+    EXPECT_FALSE(refused.empty());
+    co_await kv.erase("svc.b");
+    (void)co_await kv.create("svc.b", "again");
+    (void)co_await kv.put("svc.c", std::as_bytes(std::span<const char>("bytes", 5)));
+    (void)co_await kv.put("svc.d", "last");
+    EXPECT_EQ(r5, 5U);
+    const auto mine_changes = co_await watched(mine, "watch", kChanges);
+    while (go_watch.wait_for(0s) != std::future_status::ready) co_await natbus::sleep(20ms);  // run_go is bounded
+    const GoRun gw = go_watch.get();
+    // Purged once both watchers have seen the value it removes (gone for a watcher behind).
+    co_await kv.purge("svc.c");
+    EXPECT_EQ(gw.status, 0) << gw.text();
+    std::vector<std::string> go_initial = gw.starting("initial ");
+    EXPECT_EQ(go_initial, mine_initial) << gw.text();
+    EXPECT_EQ(gw.starting("watch init-done").size(), 1U) << gw.text();
+    std::vector<std::string> changes = ready;  // Go sees its own "ready" too
+    changes.insert(changes.end(), mine_changes.begin(), mine_changes.end());
+    EXPECT_EQ(gw.starting("watch key="), changes) << gw.text();
+    EXPECT_EQ(mine_changes,
+              (std::vector<std::string>{"watch key=svc.a rev=4 op=put value=one", "watch key=svc.a rev=5 op=put value=uno",
+                                        "watch key=svc.b rev=6 op=del value=", "watch key=svc.b rev=7 op=put value=again",
+                                        "watch key=svc.c rev=8 op=put value=bytes", "watch key=svc.d rev=9 op=put value=last"}));
+
+    // Go's Get, History and Keys agree with what natbus wrote.
+    std::vector<std::string> read_args{"kv-read", server.url(), "NBKV", "svc.a", "svc.b", "svc.c", "nothing"};
+    const GoRun gr = co_await go_async(std::move(read_args));
+    EXPECT_EQ(gr.status, 0) << gr.text();
+    EXPECT_EQ(gr.starting("get "),
+              (std::vector<std::string>{"get key=svc.a rev=5 op=put value=uno", "get key=svc.b rev=7 op=put value=again",
+                                        "get key=svc.c none", "get key=nothing none"}))
+        << gr.text();
+    EXPECT_EQ(gr.starting("history "),
+              (std::vector<std::string>{"history key=svc.a 1:put:1,4:put:one,5:put:uno", "history key=svc.b 2:put:2,6:del:,7:put:again",
+                                        "history key=svc.c 10:purge:", "history key=nothing none"}))
+        << gr.text();
+    EXPECT_EQ(gr.starting("keys "), std::vector<std::string>{"keys ready,svc.a,svc.b,svc.d"}) << gr.text();
+    co_await mine.close();
+    co_await bus.close();
   }());
 }
 

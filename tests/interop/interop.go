@@ -13,6 +13,12 @@
 //	                                                  against the ADR-32 v1 JSON), send COUNT requests to
 //	                                                  SUBJECT (every 10th "missing": a 404 service error),
 //	                                                  check that STATS of all instances add up
+//	interop kv-write      URL BUCKET                  create the bucket (history 10) and write a fixed script of
+//	                                                  puts, a delete, a create and a purge; check that a stale
+//	                                                  update and a create on a live key are refused
+//	interop kv-read       URL BUCKET KEY...           bind; print Get and History of each KEY, and Keys
+//	interop kv-watch      URL BUCKET COUNT            watch every key; at the end of the current values put
+//	                                                  "ready"; print COUNT changes from there
 package main
 
 import (
@@ -25,6 +31,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -502,6 +509,118 @@ func service(url, name, subject string, count int) {
 	}
 }
 
+func kvOp(op nats.KeyValueOp) string {
+	switch op {
+	case nats.KeyValueDelete:
+		return "del"
+	case nats.KeyValuePurge:
+		return "purge"
+	default:
+		return "put"
+	}
+}
+
+func printEntry(what string, e nats.KeyValueEntry) {
+	fmt.Printf("%s key=%s rev=%d op=%s value=%s\n", what, e.Key(), e.Revision(), kvOp(e.Operation()), e.Value())
+}
+
+func kvWrite(url, bucket string) {
+	nc, js := connect(url)
+	defer nc.Close()
+	kv, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: bucket, History: 10})
+	must(err, "create bucket")
+	put := func(k, v string) {
+		rev, err := kv.PutString(k, v)
+		must(err, "put "+k)
+		fmt.Printf("put key=%s rev=%d value=%s\n", k, rev, v)
+	}
+	put("go.a", "1")
+	put("go.b", "two")
+	put("go.a", "3")
+	must(kv.Delete("go.b"), "delete go.b")
+	fmt.Printf("del key=go.b\n")
+	put("cfg/x=1.y", "z")
+	rev, err := kv.Create("go.c", []byte("c"))
+	must(err, "create go.c")
+	fmt.Printf("create key=go.c rev=%d\n", rev)
+	if _, err := kv.Update("go.a", []byte("stale"), 1); err == nil {
+		fail("update of go.a at revision 1 was accepted")
+	}
+	fmt.Printf("update-stale refused\n")
+	if _, err := kv.Create("go.c", []byte("again")); err == nil {
+		fail("create of the live key go.c was accepted")
+	}
+	fmt.Printf("create-live refused\n")
+	put("go.d", "d")
+	must(kv.Purge("go.d"), "purge go.d")
+	fmt.Printf("purge key=go.d\n")
+}
+
+func kvRead(url, bucket string, keys []string) {
+	nc, js := connect(url)
+	defer nc.Close()
+	kv, err := js.KeyValue(bucket)
+	must(err, "bind bucket")
+	for _, k := range keys {
+		e, err := kv.Get(k)
+		if err == nats.ErrKeyNotFound {
+			fmt.Printf("get key=%s none\n", k)
+		} else {
+			must(err, "get "+k)
+			printEntry("get", e)
+		}
+		h, err := kv.History(k)
+		if err == nats.ErrKeyNotFound {
+			fmt.Printf("history key=%s none\n", k)
+			continue
+		}
+		must(err, "history "+k)
+		parts := []string{}
+		for _, e := range h {
+			parts = append(parts, fmt.Sprintf("%d:%s:%s", e.Revision(), kvOp(e.Operation()), e.Value()))
+		}
+		fmt.Printf("history key=%s %s\n", k, strings.Join(parts, ","))
+	}
+	ks, err := kv.Keys()
+	if err != nats.ErrNoKeysFound {
+		must(err, "keys")
+	}
+	sort.Strings(ks)
+	fmt.Printf("keys %s\n", strings.Join(ks, ","))
+}
+
+func kvWatch(url, bucket string, count int) {
+	nc, js := connect(url)
+	defer nc.Close()
+	kv, err := js.KeyValue(bucket)
+	must(err, "bind bucket")
+	w, err := kv.WatchAll()
+	must(err, "watch")
+	defer w.Stop()
+	seen := -1
+	timeout := time.After(30 * time.Second)
+	for seen < count {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				fmt.Printf("watch init-done\n")
+				_, err := kv.PutString("ready", "go")
+				must(err, "put ready")
+				seen = 0
+				continue
+			}
+			if seen < 0 {
+				printEntry("initial", e)
+				continue
+			}
+			printEntry("watch", e)
+			seen++
+		case <-timeout:
+			fail("watch: %d of %d changes in 30 s", seen, count)
+		}
+	}
+}
+
 func main() {
 	a := os.Args
 	if len(a) < 3 {
@@ -528,6 +647,14 @@ func main() {
 		n, err := strconv.Atoi(a[5])
 		must(err, "COUNT")
 		service(a[2], a[3], a[4], n)
+	case a[1] == "kv-write" && len(a) == 4:
+		kvWrite(a[2], a[3])
+	case a[1] == "kv-read" && len(a) >= 5:
+		kvRead(a[2], a[3], a[4:])
+	case a[1] == "kv-watch" && len(a) == 5:
+		n, err := strconv.Atoi(a[4])
+		must(err, "COUNT")
+		kvWatch(a[2], a[3], n)
 	default:
 		fail("bad command line: %v", a[1:])
 	}

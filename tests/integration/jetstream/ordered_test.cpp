@@ -13,6 +13,7 @@
 
 #include "jetstream/consumer.hpp"
 #include "support/bus_test.hpp"
+#include "support/child_process.hpp"
 
 using namespace std::chrono_literals;
 using natbus::BusMessage;
@@ -321,3 +322,22 @@ TEST(Ordered, BadOptionsAreRefusedBeforeAnyConsumerExists) {
     co_await bus.close();
   }());
 }
+
+#ifdef NATBUS_EXAMPLE_ORDERED
+TEST(Example, OrderedReaderPrintsWhatTheReadmeShows) {
+  NatsServer server(ServerOptions{.user = "nats-user", .password = "changeme"});
+  ChildProcess example({NATBUS_EXAMPLE_ORDERED}, {"NATS_SERVER=" + server.url(), "NATS_USERNAME=nats-user", "NATS_PASSWORD=changeme"});
+  const auto last = example.wait_for_line("latest: #5", 60s);
+  EXPECT_TRUE(last.has_value()) << ::testing::PrintToString(example.output());
+  EXPECT_EQ(example.wait(30s), 0) << ::testing::PrintToString(example.output());
+  std::vector<std::string> printed;
+  for (const auto& l : example.output()) {
+    if (l.find(" INFO ") == std::string::npos && l.find(" DEBUG ") == std::string::npos) printed.push_back(l);
+  }
+  const std::vector<std::string> expected{
+      "all: #1 prices.book = 10",  "all: #2 prices.chair = 11",   "all: #3 prices.book = 12",    "all: #4 prices.lamp = 13",
+      "all: #5 prices.chair = 14", "latest: #3 prices.book = 12", "latest: #4 prices.lamp = 13", "latest: #5 prices.chair = 14",
+  };
+  EXPECT_EQ(printed, expected);
+}
+#endif
