@@ -92,9 +92,9 @@ struct KeyWatchUpdate {
 class KeyWatcher;
 namespace detail {
 class KvCore;
-struct WatchState;
+struct KvWatchState;
 /// Builds a KeyWatcher (natbus' own code; not API).
-KeyWatcher make_key_watcher(WatchState* state) noexcept;
+KeyWatcher make_key_watcher(KvWatchState* state) noexcept;
 }  // namespace detail
 
 /// Changes of the watched keys, in revision order (KeyValue::watch). Move-only.
@@ -115,9 +115,9 @@ class [[nodiscard("a KeyWatcher stops watching when it is destroyed: keep it and
   Task<void> close();
 
  private:
-  friend KeyWatcher detail::make_key_watcher(detail::WatchState * state) noexcept;
-  explicit KeyWatcher(detail::WatchState * state) noexcept : state_(state) {}
-  detail::WatchState* state_ = nullptr;
+  friend KeyWatcher detail::make_key_watcher(detail::KvWatchState * state) noexcept;
+  explicit KeyWatcher(detail::KvWatchState * state) noexcept : state_(state) {}
+  detail::KvWatchState* state_ = nullptr;
 };
 
 /// A bucket's state (KeyValue::status).

@@ -220,7 +220,7 @@ Task<std::uint64_t> create_impl(Ref<KvCore> kv, std::string key, std::string val
 
 // ---- watchers -----------------------------------------------------------------------------------
 
-struct WatchInner {
+struct KvWatchInner {
   Ref<KvCore> kv;
   bool ended = false;  // the watcher stopped: its stream is gone
   KeyWatchOptions options;
@@ -231,15 +231,15 @@ struct WatchInner {
   bool marker_due = false;
 };
 
-struct WatchState {
-  std::shared_ptr<WatchInner> inner;
+struct KvWatchState {
+  std::shared_ptr<KvWatchInner> inner;
 };
 
-KeyWatcher make_key_watcher(WatchState* state) noexcept { return KeyWatcher(state); }
+KeyWatcher make_key_watcher(KvWatchState* state) noexcept { return KeyWatcher(state); }
 
 namespace {
 /// Takes the watcher's stream away (ending a next() still waiting on it, which holds the rest).
-MessageStream take_stream(WatchState& state) noexcept {
+MessageStream take_stream(KvWatchState& state) noexcept {
   state.inner->ended = true;
   return std::move(state.inner->stream);
 }
@@ -247,7 +247,7 @@ MessageStream take_stream(WatchState& state) noexcept {
 
 namespace {
 
-Task<KeyWatchUpdate> watch_next(std::shared_ptr<WatchInner> w) {
+Task<KeyWatchUpdate> watch_next(std::shared_ptr<KvWatchInner> w) {
   for (;;) {
     if (w->marker_due) {
       w->marker_due = false;
@@ -272,7 +272,7 @@ Task<KeyWatchUpdate> watch_next(std::shared_ptr<WatchInner> w) {
 Task<KeyWatcher> watch_impl(Ref<KvCore> kv, ConsumerSpec spec, KeyWatchOptions options) {
   Task<OrderedStream> opening = open_ordered(kv->bus, std::move(spec), 256);
   OrderedStream os = co_await std::move(opening);
-  auto inner = std::make_shared<WatchInner>();
+  auto inner = std::make_shared<KvWatchInner>();
   inner->kv = kv;
   inner->options = options;
   inner->initial_pending = os.initial_pending;
@@ -283,7 +283,7 @@ Task<KeyWatcher> watch_impl(Ref<KvCore> kv, ConsumerSpec spec, KeyWatchOptions o
     inner->marker_due = true;
   }
   if (options.updates_only) inner->init_done = true;
-  co_return make_key_watcher(new WatchState{std::move(inner)});
+  co_return make_key_watcher(new KvWatchState{std::move(inner)});
 }
 
 ConsumerSpec watch_spec(const KvCore& kv, std::string_view op, std::string_view pattern, const KeyWatchOptions& o) {
@@ -596,7 +596,7 @@ Task<KeyValueStatus> KeyValue::status() { return detail::status_impl(Ref<KvCore>
 
 KeyWatcher& KeyWatcher::operator=(KeyWatcher&& other) noexcept {
   if (this != &other) {
-    detail::WatchState* old = std::exchange(state_, std::exchange(other.state_, nullptr));
+    detail::KvWatchState* old = std::exchange(state_, std::exchange(other.state_, nullptr));
     if (old != nullptr) MessageStream ending = detail::take_stream(*old);
     delete old;
   }
