@@ -234,6 +234,28 @@ std::optional<std::string> base64_decode(std::string_view s) {
   return out;
 }
 
+std::string base64url_encode(std::string_view s) {
+  static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  out.reserve((s.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= s.size(); i += 3) {
+    const std::uint32_t v = (std::uint32_t{static_cast<unsigned char>(s[i])} << 16) |
+                            (std::uint32_t{static_cast<unsigned char>(s[i + 1])} << 8) | static_cast<unsigned char>(s[i + 2]);
+    for (int shift = 18; shift >= 0; shift -= 6) out.push_back(kAlphabet[(v >> shift) & 63U]);
+  }
+  const std::size_t left = s.size() - i;
+  if (left > 0) {
+    std::uint32_t v = std::uint32_t{static_cast<unsigned char>(s[i])} << 16;
+    if (left == 2) v |= std::uint32_t{static_cast<unsigned char>(s[i + 1])} << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63U]);
+    out.push_back(kAlphabet[(v >> 12) & 63U]);
+    out.push_back(left == 2 ? kAlphabet[(v >> 6) & 63U] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
 std::string format_time(std::chrono::system_clock::time_point t, TimeText form) {
   std::uint32_t nanos = 0;
   std::string out(second_text(t, nanos), kSecondLen);

@@ -49,6 +49,8 @@ enum class TimeText {
 [[nodiscard]] std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s) noexcept;
 /// Standard base64 (with or without padding) decoded; nullopt when `s` is not base64.
 [[nodiscard]] std::optional<std::string> base64_decode(std::string_view s);
+/// URL-safe base64 ('-' and '_'), padded with '=' (Go's base64.URLEncoding).
+[[nodiscard]] std::string base64url_encode(std::string_view s);
 inline constexpr std::size_t kIsoLen = 29;
 /// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 [[nodiscard]] bool valid_utf8(std::string_view s) noexcept;

@@ -1,12 +1,15 @@
-// Errors, logging, gzip, UTF-8, ids, timestamps.
+// Errors, logging, gzip, UTF-8, ids, timestamps, SHA-256 and base64url.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <regex>
 #include <set>
 
+#include "base/sha256.hpp"
 #include "base/util.hpp"
 #include "base/validate.hpp"
 #include "message/gzip.hpp"
@@ -271,4 +274,40 @@ TEST(Base64, DecodesWithAndWithoutPaddingAndRefusesOtherCharacters) {
   EXPECT_FALSE(natbus::detail::base64_decode("aGVs bG8=").has_value());
   EXPECT_FALSE(natbus::detail::base64_decode("aGVsbG8-").has_value());
   EXPECT_FALSE(natbus::detail::base64_decode("a").has_value());
+}
+
+namespace {
+std::string sha256_hex(const std::vector<std::string_view>& parts) {
+  natbus::detail::Sha256 sha;
+  for (const auto p : parts) sha.update(p);
+  const auto d = sha.finish();
+  std::string hex;
+  for (const auto b : d) hex += fmt::format("{:02x}", b);
+  return hex;
+}
+}  // namespace
+
+TEST(Util, Sha256MatchesTheFipsVectorsWholeAndInPieces) {
+  EXPECT_EQ(sha256_hex({}), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex({"abc"}), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  EXPECT_EQ(sha256_hex({two_blocks}), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string million(1'000'000, 'a');
+  EXPECT_EQ(sha256_hex({million}), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // Split at every awkward boundary (inside the buffer, exactly at 64, past it): the same digest.
+  const std::string_view m(million);
+  EXPECT_EQ(sha256_hex({m.substr(0, 1), m.substr(1, 62), m.substr(63, 2), m.substr(65, 64), m.substr(129)}),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  const std::string_view t(two_blocks);
+  EXPECT_EQ(sha256_hex({t.substr(0, 55), t.substr(55)}), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(Util, Base64UrlIsGosURLEncodingWithPadding) {
+  using natbus::detail::base64url_encode;
+  EXPECT_EQ(base64url_encode(""), "");
+  EXPECT_EQ(base64url_encode("f"), "Zg==");
+  EXPECT_EQ(base64url_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64url_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64url_encode("report 2026/11.pdf"), "cmVwb3J0IDIwMjYvMTEucGRm");
+  EXPECT_EQ(base64url_encode(std::string("\xfb\xff\xbf", 3)), "-_-_");  // '+' and '/' become '-' and '_'
 }
