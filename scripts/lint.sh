@@ -28,8 +28,8 @@ case "${1:-format}" in
     fi
     echo "gcc12 coroutine patterns: none"
     # The layers of src/ (docs/architecture.md), lowest first: a folder includes only its own
-    # and lower folders' headers. jetstream/ and core/ are peers; bus/, then service/ and kv/ (built on it), are the top.
-    declare -A rank=([base]=0 [runtime]=1 [transport]=2 [message]=3 [subscription]=4 [jetstream]=5 [core]=5 [bus]=6 [service]=7 [kv]=7)
+    # and lower folders' headers. jetstream/ and core/ are peers; bus/, then service/, kv/ and objects/ (built on it), are the top.
+    declare -A rank=([base]=0 [runtime]=1 [transport]=2 [message]=3 [subscription]=4 [jetstream]=5 [core]=5 [bus]=6 [service]=7 [kv]=7 [objects]=7)
     bad=0
     for file in $(printf '%s\n' "${sources[@]}" | grep '^src/'); do
       from=$(echo "$file" | cut -d/ -f2)

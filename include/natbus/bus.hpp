@@ -252,15 +252,17 @@ class [[nodiscard("a PullSubscription stops when it is destroyed: keep it and ca
   detail::PullCore* core_ = nullptr;
 };
 
-struct StreamInfo;      // <natbus/stream_info.hpp>
-struct ConsumerInfo;    // <natbus/stream_info.hpp>
-struct AccountInfo;     // <natbus/stream_info.hpp>
-struct PurgeOptions;    // <natbus/stream_info.hpp>
-struct StreamConfig;    // <natbus/stream_info.hpp>
-class Service;          // <natbus/service.hpp>
-struct KeyValueConfig;  // <natbus/kv.hpp>
-class KeyValue;         // <natbus/kv.hpp>
-struct ServiceConfig;   // <natbus/service.hpp>
+struct StreamInfo;         // <natbus/stream_info.hpp>
+struct ConsumerInfo;       // <natbus/stream_info.hpp>
+struct AccountInfo;        // <natbus/stream_info.hpp>
+struct PurgeOptions;       // <natbus/stream_info.hpp>
+struct StreamConfig;       // <natbus/stream_info.hpp>
+class Service;             // <natbus/service.hpp>
+struct KeyValueConfig;     // <natbus/kv.hpp>
+class KeyValue;            // <natbus/kv.hpp>
+struct ObjectStoreConfig;  // <natbus/object_store.hpp>
+class ObjectStore;         // <natbus/object_store.hpp>
+struct ServiceConfig;      // <natbus/service.hpp>
 
 /// A connection to NATS with JetStream: publishing, consumers, core NATS, request/reply and stream management. Use it on the loop thread
 /// that created it (see LoopThread and BlockingBus for other threads). Move-only.
@@ -500,6 +502,17 @@ class NatsBus {
   Task<KeyValue> key_value(std::string_view bucket);
   /// Deletes the bucket and every key in it (NotFoundError when there is none).
   Task<void> delete_key_value(std::string_view bucket);
+
+  // ---- Object Store (ADR-20; needs <natbus/object_store.hpp>) ----
+
+  /// Creates the bucket, or binds to it when it exists with this configuration (a JetStreamError
+  /// when it exists otherwise). InvalidArgument for a bad name, a negative ttl, ...
+  ///   natbus::ObjectStore store = co_await bus.object_store({.bucket = "reports"});
+  Task<ObjectStore> object_store(const ObjectStoreConfig& config);
+  /// Binds to an existing bucket (NotFoundError when there is none).
+  Task<ObjectStore> object_store(std::string_view bucket);
+  /// Deletes the bucket and every object in it (NotFoundError when there is none).
+  Task<void> delete_object_store(std::string_view bucket);
 
   // ---- metrics ----
 

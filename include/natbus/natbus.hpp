@@ -13,6 +13,7 @@
 #include "natbus/log.hpp"
 #include "natbus/message.hpp"
 #include "natbus/metrics.hpp"
+#include "natbus/object_store.hpp"
 #include "natbus/options.hpp"
 #include "natbus/service.hpp"
 #include "natbus/stream_info.hpp"

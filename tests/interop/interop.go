@@ -19,11 +19,17 @@
 //	interop kv-read       URL BUCKET KEY...           bind; print Get and History of each KEY, and Keys
 //	interop kv-watch      URL BUCKET COUNT            watch every key; at the end of the current values put
 //	                                                  "ready"; print COUNT changes from there
+//	interop obj-put       URL BUCKET NAME SIZE        create the object store and put SIZE bytes of the test
+//	                                                  pattern (byte i = (31 i + 7) mod 251) as NAME
+//	interop obj-get       URL BUCKET NAME             bind, read NAME (nats.go checks the digest), check the
+//	                                                  pattern; print its info and a SHA-256 Go computed itself
 package main
 
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -621,6 +627,41 @@ func kvWatch(url, bucket string, count int) {
 	}
 }
 
+func objPattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte((31*i + 7) % 251)
+	}
+	return b
+}
+
+func objPut(url, bucket, name string, size int) {
+	nc, js := connect(url)
+	defer nc.Close()
+	obs, err := js.CreateObjectStore(&nats.ObjectStoreConfig{Bucket: bucket})
+	must(err, "create object store")
+	info, err := obs.PutBytes(name, objPattern(size))
+	must(err, "put "+name)
+	fmt.Printf("put name=%s size=%d chunks=%d digest=%s\n", info.Name, info.Size, info.Chunks, info.Digest)
+}
+
+func objGet(url, bucket, name string) {
+	nc, js := connect(url)
+	defer nc.Close()
+	obs, err := js.ObjectStore(bucket)
+	must(err, "bind object store")
+	info, err := obs.GetInfo(name)
+	must(err, "info "+name)
+	data, err := obs.GetBytes(name)
+	must(err, "get "+name)
+	if !bytes.Equal(data, objPattern(len(data))) {
+		fail("get %s: the bytes are not the test pattern", name)
+	}
+	sum := sha256.Sum256(data)
+	fmt.Printf("info name=%s size=%d chunks=%d digest=%s\n", info.Name, info.Size, info.Chunks, info.Digest)
+	fmt.Printf("get size=%d sha256=SHA-256=%s pattern ok\n", len(data), base64.URLEncoding.EncodeToString(sum[:]))
+}
+
 func main() {
 	a := os.Args
 	if len(a) < 3 {
@@ -651,6 +692,12 @@ func main() {
 		kvWrite(a[2], a[3])
 	case a[1] == "kv-read" && len(a) >= 5:
 		kvRead(a[2], a[3], a[4:])
+	case a[1] == "obj-put" && len(a) == 6:
+		n, err := strconv.Atoi(a[5])
+		must(err, "SIZE")
+		objPut(a[2], a[3], a[4], n)
+	case a[1] == "obj-get" && len(a) == 5:
+		objGet(a[2], a[3], a[4])
 	case a[1] == "kv-watch" && len(a) == 5:
 		n, err := strconv.Atoi(a[4])
 		must(err, "COUNT")
